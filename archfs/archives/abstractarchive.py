@@ -1,0 +1,319 @@
+"""The archive plugin API: what every archive format implements.
+
+The first half is the seed API that archfs adopts name for name from the
+``imagedata`` package (``AbstractArchive``, ``Member`` and the methods listed
+in its docstring). The second half is what a filesystem needs beyond it:
+stat, directory listings, symlinks, remove, rename, mkdir/rmdir, replacing a
+member, and commit. The mount speaks only this API.
+
+Paths in the filesystem half are archive-relative, separated by ``/``, with no
+leading slash; ``""`` is the root directory. Seed methods accept a ``Member``
+or a plain name. A plugin that cannot do an operation raises ``NotSupported``
+(the mount answers ENOTSUP); one opened read-only raises ``ReadOnlyError``
+(EROFS). Every error is an ``archfs.errors`` exception, i.e. an ``OSError``
+with its errno set.
+"""
+
+import fnmatch
+import posixpath
+import stat as _stat
+from abc import ABCMeta, abstractmethod
+from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
+
+from archfs.errors import (  # noqa: F401  (seed names live here too)
+    NoOtherInstance,
+    NotSupported,
+    ReadOnlyError,
+    WriteMultipleArchives,
+)
+
+
+class Member:
+    """Handle of one member of an archive (seed API)."""
+
+    def __init__(self, filename, info=None, fh=None, local_file=None):
+        self.filename = filename
+        self.info = {} if info is None else info
+        self.fh = fh
+        self.local_file = local_file
+
+    def __repr__(self):
+        return "Member(%r)" % (self.filename,)
+
+    def __eq__(self, other):
+        return isinstance(other, Member) and other.filename == self.filename
+
+    def __hash__(self):
+        return hash(self.filename)
+
+
+class MemberStat(NamedTuple):
+    """What ``stat`` says of a member.
+
+    ``mode`` is a full ``st_mode`` (type bits and permission bits).
+    ``mtime_ns`` has the precision the archive holds. ``uid``/``gid`` are
+    None unless the archive records an owner.
+    """
+
+    mode: int
+    size: int
+    mtime_ns: int
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+
+    @property
+    def is_dir(self) -> bool:
+        return _stat.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return _stat.S_ISLNK(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return _stat.S_ISREG(self.mode)
+
+
+MemberRef = Union[Member, str]
+
+
+def member_name(member: MemberRef) -> str:
+    """The archive-relative name of a Member or a plain string."""
+    name = member.filename if isinstance(member, Member) else member
+    if not isinstance(name, str):
+        raise TypeError("member must be a Member or a str, not %s" % type(name).__name__)
+    return name.strip("/")
+
+
+def select_names(names: Iterable[str], files=None) -> List[str]:
+    """The seed's name matching, shared by every plugin.
+
+    ``files`` is None (everything), one string or a list of fnmatch patterns;
+    a pattern also matches everything below a directory of that name.
+    Results keep the order of ``names``. Raises FileNotFoundError, naming the
+    patterns, when a given pattern set matches nothing.
+    """
+    names = list(names)
+    if files is None:
+        return names
+    patterns = [files] if isinstance(files, str) else list(files)
+    if not patterns or patterns == ["*"]:
+        return names
+    cleaned = [posixpath.normpath(p.strip("/")) for p in patterns]
+    below = [p + "/*" for p in cleaned]
+    chosen = [
+        name for name in names
+        if any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, b)
+               for p, b in zip(cleaned, below))
+    ]
+    if not chosen:
+        from archfs.errors import NoSuchFile
+        raise NoSuchFile("No such file: %s" % ", ".join(map(str, patterns)))
+    return chosen
+
+
+class AbstractArchive(metaclass=ABCMeta):
+    """Base class of archive plugins (seed API plus filesystem extensions).
+
+    A plugin sets the class attributes ``name``, ``description``, ``authors``,
+    ``version``, ``url``, ``mimetypes`` and ``suffixes`` (file endings such as
+    ``".zip"``, used by the registry), and implements the abstract methods.
+    """
+
+    plugin_type = "archive"
+    suffixes: Tuple[str, ...] = ()
+
+    def __init__(self, name, description, authors, version, url, _mimetypes):
+        self.__name = name
+        self.__description = description
+        self.__authors = authors
+        self.__version = version
+        self.__url = url
+        self.__mimetypes = _mimetypes
+        self._transport = None
+
+    # -- seed properties ----------------------------------------------------
+
+    @property
+    def name(self):
+        """Plugin name: a single word."""
+        return self.__name
+
+    @property
+    def description(self):
+        """One line describing the format."""
+        return self.__description
+
+    @property
+    def authors(self):
+        """The plugin's author(s)."""
+        return self.__authors
+
+    @property
+    def version(self):
+        """Plugin version, ``major.minor.patch``."""
+        return self.__version
+
+    @property
+    def url(self):
+        """URL of the plugin's site or authors."""
+        return self.__url
+
+    @property
+    def mimetypes(self):
+        """List of MIME types this plugin reads."""
+        return self.__mimetypes
+
+    @property
+    def transport(self):
+        """Underlying transport (archfs reads local paths only; kept for the seed API)."""
+        return self._transport
+
+    # -- seed methods -------------------------------------------------------
+
+    @abstractmethod
+    def use_query(self):
+        """Does the plugin need the ?query part of the url?"""
+
+    @abstractmethod
+    def getnames(self, files=None):
+        """Names of the file members matching ``files``, in archive order."""
+
+    @abstractmethod
+    def getmembers(self, files=None):
+        """Members matching ``files`` as ``Member`` objects, in archive order."""
+
+    def basename(self, filehandle):
+        """Basename of a member."""
+        return posixpath.basename(member_name(filehandle))
+
+    @abstractmethod
+    def open(self, member, mode="rb"):
+        """A seekable binary file: ``'rb'`` reads the member, ``'wb'`` returns a
+        ``WriteFileIO`` whose close() stores the content as that member."""
+
+    @abstractmethod
+    def to_localfile(self, member):
+        """A real local path holding the member's content; never outside the
+        plugin's own temporary directory (or, for directories, the root)."""
+
+    @abstractmethod
+    def add_localfile(self, local_file, filename):
+        """Add a local file as a new member; FileAlreadyExistsError if it exists."""
+
+    @abstractmethod
+    def writedata(self, filename, data):
+        """Write bytes as the named member, replacing any member of that name."""
+
+    @abstractmethod
+    def is_file(self, member):
+        """Whether the member is a regular file."""
+
+    @abstractmethod
+    def close(self):
+        """Commit what is pending and release the archive."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        self.close()
+
+    # -- filesystem extensions ---------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False when every change would raise ReadOnlyError."""
+        return False
+
+    @property
+    def location(self) -> str:
+        """Local path of the archive (file or directory); used for statvfs."""
+        raise NotSupported("%s has no local location" % self.name)
+
+    def stat(self, path: str) -> MemberStat:
+        """Metadata of a member or directory (``""`` is the root).
+
+        Directories include those only implied by member names.
+        Raises NoSuchFile.
+        """
+        raise NotSupported("stat is not supported by %s" % self.name)
+
+    def listdir(self, path: str) -> List[Tuple[str, int]]:
+        """Children of a directory as ``(name, st_mode)`` pairs.
+
+        The mode carries at least the file type, so a directory walk needs no
+        stat per entry. Raises NoSuchFile or NotADirectory.
+        """
+        raise NotSupported("listdir is not supported by %s" % self.name)
+
+    def readlink(self, path: str) -> str:
+        """Target of a symbolic link member."""
+        raise NotSupported("symlinks are not supported by %s" % self.name)
+
+    def replace_localfile(self, local_file: str, filename: str, *,
+                          mode: Optional[int] = None,
+                          mtime_ns: Optional[int] = None) -> None:
+        """Store a local file as ``filename``, replacing a member of that name.
+
+        An archive never holds two members of one name. ``mode`` is the
+        permission bits to record (default: keep the old member's, else 0o644);
+        ``mtime_ns`` defaults to the local file's mtime. Missing parent
+        directories are implied. Raises IsADirectory if ``filename`` is a
+        directory.
+        """
+        raise NotSupported("replace is not supported by %s" % self.name)
+
+    def remove(self, path: str) -> None:
+        """Remove a file or symlink member (IsADirectory for directories)."""
+        raise NotSupported("remove is not supported by %s" % self.name)
+
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
+        """Create a directory; FileAlreadyExistsError if the name is taken."""
+        raise NotSupported("mkdir is not supported by %s" % self.name)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty directory (DirectoryNotEmpty otherwise)."""
+        raise NotSupported("rmdir is not supported by %s" % self.name)
+
+    def rename(self, old: str, new: str) -> None:
+        """Move a file, symlink or whole directory, with rename(2) semantics.
+
+        A file replaces an existing file; a directory replaces an empty
+        directory. File onto directory: IsADirectory; directory onto file:
+        NotADirectory; onto a non-empty directory: DirectoryNotEmpty; a
+        directory into itself: InvalidMove.
+        """
+        raise NotSupported("rename is not supported by %s" % self.name)
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create a symbolic link ``path`` pointing at ``target``."""
+        raise NotSupported("symlinks are not supported by %s" % self.name)
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Set the permission bits (``mode & 0o7777``)."""
+        raise NotSupported("chmod is not supported by %s" % self.name)
+
+    def utime(self, path: str, mtime_ns: int) -> None:
+        """Set the modification time."""
+        raise NotSupported("utime is not supported by %s" % self.name)
+
+    def commit(self) -> None:
+        """Make every change so far durable in the archive on disk."""
+        if self.writable:
+            raise NotSupported("commit is not supported by %s" % self.name)
+
+    def statvfs(self) -> dict:
+        """Space figures for statfs: the keys of ``os.statvfs_result``.
+
+        The default reports the filesystem holding ``location``.
+        """
+        import os
+        st = os.statvfs(self.location)
+        return {key: getattr(st, key) for key in (
+            "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
+            "f_files", "f_ffree", "f_favail", "f_flag", "f_namemax")}
+
+    def _check_writable(self):
+        if not self.writable:
+            raise ReadOnlyError("%s is opened read-only" % self.name)
