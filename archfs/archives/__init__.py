@@ -1,0 +1,226 @@
+"""The archive plugin registry: which plugin class opens which archive.
+
+Plugins come from the entry-point group ``archfs.archives`` (so a third-party
+package adds a format by declaring one), merged with archfs's own two so a
+source checkout works without being installed. A plugin module is imported
+only when the registry needs its class, and one that fails to import is left
+out (the error says why) instead of breaking the others.
+"""
+
+import os
+import urllib.parse
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Dict, Optional, Type
+
+from archfs.archives.abstractarchive import AbstractArchive, Member, MemberStat  # noqa: F401
+from archfs.errors import ArchivePluginNotFound, FileAlreadyExistsError, NoSuchFile
+
+ENTRY_POINT_GROUP = "archfs.archives"
+
+_BUILTINS = {
+    "filesystem": "archfs.archives.filesystemarchive:FilesystemArchive",
+    "zip": "archfs.archives.zipfilearchive:ZipfileArchive",
+}
+
+# First bytes that identify a format whose file lacks a known suffix.
+_SIGNATURES = {
+    b"PK\x03\x04": "zip",   # local file header
+    b"PK\x05\x06": "zip",   # end of central directory: an empty zip
+    b"PK\x07\x08": "zip",   # spanned-archive marker
+}
+
+_registered: Dict[str, type] = {}     # register_plugin(): wins over everything
+_loaded: Dict[str, type] = {}         # cache of imported entry points
+_load_errors: Dict[str, str] = {}     # name -> why it could not be imported
+_specs: Optional[Dict[str, str]] = None
+
+
+def _plugin_specs() -> Dict[str, str]:
+    """name -> "module:attribute": the builtins, overridden by entry points."""
+    global _specs
+    if _specs is None:
+        specs = dict(_BUILTINS)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            specs[ep.name] = ep.value
+        _specs = specs
+    return _specs
+
+
+def _load(name: str) -> Optional[type]:
+    if name in _registered:
+        return _registered[name]
+    if name in _loaded:
+        return _loaded[name]
+    spec = _plugin_specs().get(name)
+    if spec is None or name in _load_errors:
+        return None
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = import_module(module_name)
+        for part in attr.split(".") if attr else ():
+            cls = getattr(cls, part)
+    except Exception as exc:  # a broken plugin must not break the others
+        _load_errors[name] = "%s: %s" % (type(exc).__name__, exc)
+        return None
+    _loaded[name] = cls
+    return cls
+
+
+def register_plugin(cls: type) -> type:
+    """Register a plugin class under ``cls.name`` (usable as a decorator).
+
+    It takes precedence over an entry point or builtin of the same name.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, AbstractArchive)):
+        raise TypeError("a plugin must be an AbstractArchive subclass, not %r" % (cls,))
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError("plugin class %s needs a class attribute 'name'" % cls.__name__)
+    _registered[name] = cls
+    return cls
+
+
+def unregister_plugin(name: str) -> None:
+    """Forget a class given to register_plugin (entry points stay)."""
+    _registered.pop(name, None)
+
+
+def reload_plugins() -> None:
+    """Forget cached entry points and import errors (after installing a plugin)."""
+    global _specs
+    _specs = None
+    _loaded.clear()
+    _load_errors.clear()
+
+
+def plugins() -> Dict[str, type]:
+    """Every plugin class that can be loaded, by name."""
+    names = list(_plugin_specs()) + [n for n in _registered if n not in _plugin_specs()]
+    found = {}
+    for name in names:
+        cls = _load(name)
+        if cls is not None:
+            found[name] = cls
+    return found
+
+
+def _known() -> str:
+    """The plugin names for an error message, with the reason for broken ones."""
+    names = sorted(plugins())
+    broken = ["%s (%s)" % (n, _load_errors[n]) for n in sorted(_load_errors)
+              if n not in _registered]
+    text = "known plugins: %s" % (", ".join(names) or "none")
+    if broken:
+        text += "; failed to load: %s" % "; ".join(broken)
+    return text
+
+
+def _instantiate(cls: type, url, mode, opts):
+    return cls(url=url, mode=mode, opts=opts)
+
+
+def plugin_class(name: str) -> type:
+    """The plugin class called ``name``; ArchivePluginNotFound if none."""
+    cls = _load(name)
+    if cls is None:
+        raise ArchivePluginNotFound("no archive plugin named %r; %s" % (name, _known()))
+    return cls
+
+
+def find_plugin(name: str, url, mode: str = "r", opts=None) -> AbstractArchive:
+    """Open ``url`` with the plugin called ``name``."""
+    return _instantiate(plugin_class(name), url, mode, opts)
+
+
+def find_mimetype_plugin(mimetype: Optional[str], url, mode: str = "r",
+                         opts=None) -> AbstractArchive:
+    """Open ``url`` with the plugin listing ``mimetype``; None means filesystem.
+
+    ``'*'`` in a plugin's list is not a wildcard here, so an unknown type is
+    an error rather than silently a directory.
+    """
+    if mimetype is None:
+        return find_plugin("filesystem", url, mode, opts)
+    for cls in plugins().values():
+        if mimetype in getattr(cls, "mimetypes", ()):
+            return _instantiate(cls, url, mode, opts)
+    raise ArchivePluginNotFound("no archive plugin for MIME type %r; %s" % (mimetype, _known()))
+
+
+def _local_path(url) -> str:
+    url = os.fspath(url)
+    if url.startswith("file:"):
+        return urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    return url
+
+
+def _suffix_class(path: str) -> Optional[type]:
+    """The plugin whose longest suffix ends ``path`` (case-insensitive)."""
+    lowered = path.lower()
+    best, best_len = None, 0
+    for cls in plugins().values():
+        for suffix in getattr(cls, "suffixes", ()):
+            if suffix and lowered.endswith(suffix.lower()) and len(suffix) > best_len:
+                best, best_len = cls, len(suffix)
+    return best
+
+
+def find_suffix_plugin(url, mode: str = "r", opts=None) -> AbstractArchive:
+    """Open ``url`` with the plugin for its file suffix; a directory gets filesystem."""
+    path = _local_path(url)
+    if os.path.isdir(path):
+        return find_plugin("filesystem", url, mode, opts)
+    cls = _suffix_class(path)
+    if cls is None:
+        raise ArchivePluginNotFound("no archive plugin for the suffix of %s; %s"
+                                    % (path, _known()))
+    return _instantiate(cls, url, mode, opts)
+
+
+def _sniff_class(path: str) -> Optional[type]:
+    """The plugin whose signature starts the file, if any.
+
+    Signatures are the registry's own table plus a plugin's optional
+    ``magic`` class attribute (a tuple of byte prefixes).
+    """
+    table = dict(_SIGNATURES)
+    for name, cls in plugins().items():
+        for prefix in getattr(cls, "magic", ()):
+            table[bytes(prefix)] = name
+    if not table:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(max(len(p) for p in table))
+    except OSError:
+        return None
+    for prefix, name in sorted(table.items(), key=lambda kv: -len(kv[0])):
+        if head.startswith(prefix):
+            return plugin_class(name)
+    return None
+
+
+def open_archive(url, mode: str = "r", opts=None) -> AbstractArchive:
+    """Open whatever ``url`` is: a directory, a file with a known suffix, or a
+    file whose first bytes carry a known signature."""
+    path = _local_path(url)
+    if os.path.isdir(path):
+        return find_plugin("filesystem", url, mode, opts)
+    cls = _suffix_class(path)
+    if cls is None and os.path.isfile(path):
+        cls = _sniff_class(path)
+    if cls is None:
+        if not os.path.exists(path) and mode == "r":
+            raise NoSuchFile("no such archive: %s" % path)
+        raise ArchivePluginNotFound("cannot tell the archive format of %s; %s"
+                                    % (path, _known()))
+    return _instantiate(cls, url, mode, opts)
+
+
+__all__ = [
+    "AbstractArchive", "Member", "MemberStat", "ArchivePluginNotFound",
+    "FileAlreadyExistsError", "ENTRY_POINT_GROUP", "register_plugin",
+    "unregister_plugin", "reload_plugins", "plugins", "plugin_class", "find_plugin",
+    "find_mimetype_plugin", "find_suffix_plugin", "open_archive",
+]
