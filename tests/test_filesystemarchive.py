@@ -395,6 +395,19 @@ def test_replace_localfile_explicit_mode_and_mtime(fs_archive, sample_root, tmp_
     assert st.st_mtime_ns == 5_000_000_000
 
 
+def test_replace_keeps_owner_and_setuid(fs_archive, sample_root, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another owner")
+    target = os.path.join(sample_root, "a.txt")
+    os.chown(target, 1234, 5678)
+    local = tmp_path / "l"
+    local.write_bytes(b"x")
+    fs_archive.replace_localfile(str(local), "a.txt", mode=0o4755)
+    st = os.stat(target)
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert stat.S_IMODE(st.st_mode) == 0o4755  # chown did not clear setuid
+
+
 def test_replace_localfile_new_member_gets_0644(fs_archive, sample_root, tmp_path):
     local = tmp_path / "l"
     local.write_bytes(b"x")

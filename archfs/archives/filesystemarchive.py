@@ -360,8 +360,6 @@ class FilesystemArchive(AbstractArchive):
         """
         name, path = self._writable_path(filename)
         old = self._lstat(path, name)
-        if old is not None and _stat.S_ISDIR(old.st_mode):
-            raise IsADirectory("is a directory: %s" % name)
         try:
             src = open(local_file, "rb")
         except OSError as exc:
@@ -374,7 +372,8 @@ class FilesystemArchive(AbstractArchive):
 
     def _store(self, name, path, fill, mode, mtime_ns, old=None):
         """Write a temp file in the target's directory with ``fill``, fsync it,
-        then rename it over ``path``. The temp file never survives a failure."""
+        then rename it over ``path``. The temp file never survives a failure.
+        The old member's owner is kept where we may; its mode unless given."""
         if old is None:
             old = self._lstat(path, name)
         if old is not None and _stat.S_ISDIR(old.st_mode):
@@ -392,12 +391,12 @@ class FilesystemArchive(AbstractArchive):
             with os.fdopen(fd, "wb") as out:
                 fill(out)
                 out.flush()
-                os.fchmod(out.fileno(), mode & 0o7777)
                 if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                    try:
+                    try:  # before fchmod: chown clears setuid/setgid bits
                         os.fchown(out.fileno(), old.st_uid, old.st_gid)
                     except PermissionError:
                         pass  # only root may give a file away; keep ours
+                os.fchmod(out.fileno(), mode & 0o7777)
                 os.fsync(out.fileno())
             os.utime(tmp, ns=(time.time_ns(), mtime_ns))
             os.replace(tmp, path)
