@@ -1,0 +1,73 @@
+"""Baselines measured in the same run, with no FUSE involved.
+
+- zlib inflate: Python's zlib (the same library archfs inflates with)
+  decompressing the deflated member's raw stream, already in memory, on one
+  core. This is the reference for the deflated sequential-read row: pure
+  inflate cost, no I/O, no CRC.
+- unzip -p to /dev/null: Info-ZIP's own inflate plus CRC and a pipe; shown
+  for context only.
+- local disk: reading the stored archive from the local file system after
+  the page cache was dropped.
+"""
+from __future__ import annotations
+
+import struct
+import subprocess
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+from benchlib import machine
+
+CHUNK = 1 << 20
+
+
+def raw_member_stream(archive: Path, member: str) -> bytes:
+    """The member's compressed bytes, located via its local header."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+    with open(archive, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        return f.read(info.compress_size)
+
+
+def zlib_inflate_mbs(archive: Path, member: str) -> float:
+    raw = raw_member_stream(archive, member)
+    view = memoryview(raw)
+    out = 0
+    t0 = time.perf_counter()
+    d = zlib.decompressobj(-15)
+    for i in range(0, len(raw), CHUNK):
+        out += len(d.decompress(view[i:i + CHUNK]))
+    out += len(d.flush())
+    elapsed = time.perf_counter() - t0
+    return out / elapsed / 1e6
+
+
+def unzip_pipe_mbs(archive: Path, member: str, size: int) -> float | None:
+    try:
+        with open("/dev/null", "wb") as null:
+            t0 = time.perf_counter()
+            code = subprocess.run(["unzip", "-p", str(archive), member],
+                                  stdout=null).returncode
+            elapsed = time.perf_counter() - t0
+    except OSError:
+        return None
+    return size / elapsed / 1e6 if code == 0 else None
+
+
+def read_file_mbs(path: Path) -> tuple[float, bool]:
+    """Sequential read speed of a local file; (MB/s, cache was dropped)."""
+    cold = machine.drop_caches()
+    buf = bytearray(CHUNK)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        t0 = time.perf_counter()
+        while n := f.readinto(buf):
+            total += n
+        elapsed = time.perf_counter() - t0
+    return total / elapsed / 1e6, cold

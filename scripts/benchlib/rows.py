@@ -1,0 +1,76 @@
+"""The table's rows: id (group:metric), label, unit and which way is better."""
+from __future__ import annotations
+
+import dataclasses
+
+from benchlib.settings import Sizes
+
+LOWER, HIGHER = "lower", "higher"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    id: str
+    label: str
+    unit: str
+    better: str
+
+    @property
+    def group(self) -> str:
+        return self.id.split(":", 1)[0]
+
+    @property
+    def metric(self) -> str:
+        return self.id.split(":", 1)[1]
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def table_rows(s: Sizes) -> list[Row]:
+    big = human_bytes(s.big_member)
+    tiny = f"{s.tiny_files:,} entries"
+    small = f"{s.small_files:,} files"
+    rr = f"{s.random_reads} random 4 KiB reads, {big} deflated"
+    rows = []
+    for group, what in (("tree-tiny", tiny), ("tree-small", small)):
+        rows += [
+            Row(f"{group}:mount_s", f"mount {what}: until usable", "s", LOWER),
+            Row(f"{group}:mount_rss_mb", f"mount {what}: daemon peak RSS", "MB", LOWER),
+            Row(f"{group}:remount_s", f"second mount {what}, unchanged archive", "s", LOWER),
+            Row(f"{group}:find_cold_s", f"find over {what}, cold", "s", LOWER),
+            Row(f"{group}:find_warm_s", f"find over {what}, warm", "s", LOWER),
+            Row(f"{group}:find_rss_mb", f"find over {what}: daemon peak RSS", "MB", LOWER),
+        ]
+    for group, what in (("seq-stored", f"{big} stored"), ("seq-deflated", f"{big} deflated")):
+        rows += [
+            Row(f"{group}:cold_mbs", f"sequential read {what}, cold", "MB/s", HIGHER),
+            Row(f"{group}:warm_mbs", f"sequential read {what}, warm", "MB/s", HIGHER),
+            Row(f"{group}:rss_mb", f"sequential read {what}: daemon peak RSS", "MB", LOWER),
+        ]
+    for group, when in (("random-fresh", "fresh mount"),
+                        ("seq-deflated", "after one read-through")):
+        rows += [
+            Row(f"{group}:rand_first_s", f"{rr} ({when}): open + first read", "s", LOWER),
+            Row(f"{group}:rand_median_ms", f"{rr} ({when}): median read", "ms", LOWER),
+            Row(f"{group}:rand_total_s", f"{rr} ({when}): total incl. open", "s", LOWER),
+            Row(f"{group}:rand_rss_mb", f"{rr} ({when}): daemon peak RSS", "MB", LOWER),
+        ]
+    mixed = human_bytes(s.mixed_bytes)
+    rows += [
+        Row("add-mixed:total_s", f"add 1 KiB to the {mixed} archive, until saved", "s", LOWER),
+        Row("add-big:total_s", f"add 1 KiB to a {big} archive, until saved", "s", LOWER),
+        Row("copy-in:copy_s", f"cp -r {s.copy_files:,} small files into a mount", "s", LOWER),
+        Row("copy-in:save_s", f"... then unmount until saved", "s", LOWER),
+        Row("copy-in:total_s", f"cp -r {s.copy_files:,} files + save, total", "s", LOWER),
+    ]
+    return rows
+
+
+GROUP_ORDER = ["tree-tiny", "tree-small", "seq-stored", "seq-deflated",
+               "random-fresh", "add-mixed", "add-big", "copy-in"]
