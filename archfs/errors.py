@@ -132,3 +132,15 @@ class ArchiveChangedError(ArchfsError):
     """Another program changed the archive file while it was open for writing."""
 
     errno_value = _errno.EROFS
+
+
+class InvalidArgument(ArchfsError):
+    """A name or request the archive cannot hold faithfully (EINVAL)."""
+
+    errno_value = _errno.EINVAL
+
+
+class ArchiveBusy(ArchfsError):
+    """The archive is already open for writing by another archfs."""
+
+    errno_value = _errno.EBUSY

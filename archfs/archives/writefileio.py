@@ -24,10 +24,8 @@ class WriteFileIO(io.FileIO):
 
     def __init__(self, archive, member, local_file, *, dirty: bool = True,
                  mode: Optional[int] = None, mtime_ns: Optional[int] = None):
-        path = getattr(local_file, "name", local_file)
+        path = getattr(local_file, "name", local_file)  # a path or a NamedTemporaryFile
         super().__init__(path, mode="r+b" if os.path.exists(path) else "w+b")
-        if hasattr(local_file, "close") and local_file is not path:
-            local_file.close()  # a NamedTemporaryFile: we own the path now
         self.archive = archive
         self.member = member_name(member)
         self.dirty = dirty
@@ -53,17 +51,23 @@ class WriteFileIO(io.FileIO):
         return True
 
     def close(self):
-        """Copy back if changed, close, then delete the local file."""
+        """Copy back if changed, close, then delete the local file.
+
+        If the copy-back fails the local file is kept (its path stays in
+        ``self.name``) and the error is raised, so no written data is lost.
+        """
         if self.closed:
             return
         try:
             self.sync()
-        finally:
+        except BaseException:
             super().close()
-            try:
-                os.unlink(self.name)
-            except FileNotFoundError:
-                pass
+            raise
+        super().close()
+        try:
+            os.unlink(self.name)
+        except FileNotFoundError:
+            pass
 
     def discard(self):
         """Close and delete the local file without copying it back."""

@@ -1,0 +1,217 @@
+"""Read/write zip archives: the seed's ZipfileArchive over archfs's zip engine.
+
+Every method is a thin translation onto ``archfs.zipengine.store.ZipStore``,
+which reads members in place, appends changes and commits them crash-safely;
+see that module for the on-disk protocol. Thread-safe: the mount calls it
+from many threads at once.
+
+Options (``opts``): ``password`` (str or bytes) or ``password_file`` (path;
+first line) for traditional PKWARE encryption, else the environment variable
+``ARCHFS_PASSWORD``; ``compression_level`` (0-9, default 6; 0 stores);
+``compact_ratio``; ``progress`` (a callable ``(what, done, total)``).
+Mode ``'r'`` opens read-only; ``'w'``, ``'a'`` or any mode with ``'+'`` opens
+read-write and creates a missing archive (an existing one is never
+truncated, unlike ``zipfile``'s ``'w'``).
+"""
+
+import os
+import shutil
+import stat as _stat
+import tempfile
+import urllib.parse
+from typing import List, Optional, Tuple
+
+from archfs import __version__
+from archfs.archives.abstractarchive import (
+    AbstractArchive,
+    Member,
+    MemberStat,
+    member_name,
+    select_names,
+)
+from archfs.archives.writefileio import WriteFileIO
+from archfs.errors import NoSuchFile, ReadOnlyError
+from archfs.zipengine.store import StoreOptions, ZipStore
+
+__all__ = ["ZipfileArchive", "WriteFileIO"]
+
+
+def _local_path(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("", "file"):
+        return urllib.parse.unquote(parts.path) if parts.scheme else url
+    raise ValueError("unsupported URL scheme %r (archfs reads local files)" % parts.scheme)
+
+
+def _password(opts: dict) -> Optional[bytes]:
+    value = opts.get("password")
+    if value is None and opts.get("password_file"):
+        with open(opts["password_file"], "rb") as f:
+            value = f.readline().rstrip(b"\r\n")
+    if value is None:
+        value = os.environ.get("ARCHFS_PASSWORD")
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return value or None
+
+
+class ZipfileArchive(AbstractArchive):
+    """Read/write zip archives in place (see the module docstring)."""
+
+    name = "zip"
+    description = "Read and write zip archives in place, crash-safe."
+    authors = "The archfs authors"
+    version = __version__
+    url = "https://github.com/archfs/archfs"
+    mimetypes = ["application/zip", "application/x-zip-compressed"]
+    suffixes = (".zip", ".jar", ".cbz")
+    magic = (b"PK\x03\x04", b"PK\x05\x06")
+
+    def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
+        super().__init__(self.name, self.description, self.authors, self.version, self.url,
+                         self.mimetypes)
+        if url is None:
+            raise ValueError("url not given")
+        self._transport = transport
+        opts = dict(opts or {})
+        self._path = os.path.abspath(_local_path(url))
+        writable = mode[0] in "wa" or "+" in mode
+        options = StoreOptions(
+            level=int(opts.get("compression_level", 6)),
+            password=_password(opts),
+            compact_ratio=float(opts.get("compact_ratio", 0.5)),
+            progress=opts.get("progress"),
+        )
+        self._store = ZipStore(self._path, writable, options)
+        self._tmpdir: Optional[str] = None
+
+    # -- seed API -------------------------------------------------------------
+
+    def use_query(self):
+        return False
+
+    def getnames(self, files=None):
+        return select_names(self._store.names(), files)
+
+    def getmembers(self, files=None):
+        return [Member(n) for n in self.getnames(files)]
+
+    def open(self, member, mode="rb"):
+        name = member_name(member)
+        if mode in ("r", "rb"):
+            return self._store.open_member(name)
+        if mode in ("w", "wb"):
+            self._check_writable()
+            local = tempfile.NamedTemporaryFile(dir=self._scratch(), delete=False)
+            local.close()
+            return WriteFileIO(self, name, local.name)
+        raise ValueError("unknown mode %r" % (mode,))
+
+    def to_localfile(self, member):
+        name = member_name(member)
+        target = os.path.join(self._scratch(), "members", name)
+        root = os.path.realpath(os.path.join(self._scratch(), "members"))
+        if os.path.commonpath([root, os.path.realpath(target)]) != root:
+            raise NoSuchFile("%s: name leaves the extraction directory" % name)
+        if not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with self._store.open_member(name) as src, open(target + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(target + ".part", target)
+        return target
+
+    def add_localfile(self, local_file, filename):
+        self._check_writable()
+        self._store.add_file(member_name(filename), local_file, replace=False)
+
+    def writedata(self, filename, data):
+        self._check_writable()
+        self._store.add_bytes(member_name(filename), bytes(data))
+
+    def is_file(self, member):
+        try:
+            return _stat.S_ISREG(self._store.stat(member_name(member))[0])
+        except FileNotFoundError:
+            return False
+
+    def close(self):
+        try:
+            self._store.close()
+        finally:
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
+
+    def _scratch(self) -> str:
+        """A private temporary directory, beside the archive when possible."""
+        if self._tmpdir is None:
+            parent = os.path.dirname(self._path)
+            base = parent if os.access(parent, os.W_OK) else None
+            self._tmpdir = tempfile.mkdtemp(prefix=".archfs-", dir=base)
+        return self._tmpdir
+
+    # -- filesystem extensions -------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        return self._store.writable
+
+    @property
+    def location(self) -> str:
+        return self._path
+
+    def stat(self, path: str) -> MemberStat:
+        mode, size, mtime_ns, uid, gid = self._store.stat(member_name(path))
+        return MemberStat(mode, size, mtime_ns, None if uid < 0 else uid, None if gid < 0 else gid)
+
+    def listdir(self, path: str) -> List[Tuple[str, int]]:
+        return self._store.listdir(member_name(path))
+
+    def readlink(self, path: str) -> str:
+        return self._store.readlink(member_name(path))
+
+    def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None):
+        self._check_writable()
+        self._store.add_file(member_name(filename), local_file, mode=mode, mtime_ns=mtime_ns)
+
+    def remove(self, path):
+        self._check_writable()
+        self._store.remove(member_name(path))
+
+    def mkdir(self, path, mode=0o755):
+        self._check_writable()
+        self._store.mkdir(member_name(path), mode)
+
+    def rmdir(self, path):
+        self._check_writable()
+        self._store.rmdir(member_name(path))
+
+    def rename(self, old, new):
+        self._check_writable()
+        self._store.rename(member_name(old), member_name(new))
+
+    def symlink(self, target, path):
+        self._check_writable()
+        self._store.symlink(target, member_name(path))
+
+    def chmod(self, path, mode):
+        self._check_writable()
+        self._store.chmod(member_name(path), mode)
+
+    def utime(self, path, mtime_ns):
+        self._check_writable()
+        self._store.utime(member_name(path), mtime_ns)
+
+    def commit(self):
+        if self._store.writable:
+            self._store.commit()
+
+    def compact(self) -> bool:
+        """Rewrite the archive without dead space (not part of the plugin API)."""
+        self._check_writable()
+        return self._store.compact()
+
+    def _check_writable(self):
+        if not self._store.writable:
+            raise ReadOnlyError("%s is opened read-only" % self._path)
+

@@ -1,0 +1,130 @@
+"""The member table: one row per member, stored column by column.
+
+A million ``ZipInfo`` objects cost hundreds of megabytes; a row here costs
+about 60 bytes of typed arrays plus its name. Rows are never moved or
+deleted while the archive is open: a removed member is marked dead, and a
+renamed or replaced one gets a new row, so an index held by a reader or by
+the tree always means the same member.
+"""
+
+import stat
+from array import array
+from typing import Dict, List, NamedTuple, Optional
+
+NO_OWNER = -1
+
+
+class Row(NamedTuple):
+    """One member's fields, for code that handles members one at a time."""
+
+    name: str
+    offset: int       # of the local header
+    csize: int
+    usize: int
+    crc: int
+    method: int
+    flags: int
+    mtime_ns: int
+    mode: int         # full st_mode
+    uid: int          # NO_OWNER when the archive records none
+    gid: int
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+
+class EntryTable:
+    """Columns of member metadata plus per-row bookkeeping for commits.
+
+    ``record_at`` is where a row's central-directory record can be copied
+    verbatim from the last committed central directory (-1: rebuild it);
+    ``relocate`` marks rows whose local header no longer matches the name
+    archfs will write, so their data must be copied under a new header.
+    ``extras`` and ``comments`` hold the rare foreign extra fields and file
+    comments that a commit carries over.
+    """
+
+    def __init__(self):
+        self.names: List[str] = []
+        self.offset = array("Q")
+        self.csize = array("Q")
+        self.usize = array("Q")
+        self.crc = array("L")
+        self.method = array("H")
+        self.flags = array("H")
+        self.mtime_ns = array("q")
+        self.mode = array("L")
+        self.uid = array("l")
+        self.gid = array("l")
+        self.record_at = array("q")
+        self.record_len = array("L")
+        self.dead = bytearray()
+        self.relocate = bytearray()
+        self.extras: Dict[int, bytes] = {}
+        self.comments: Dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str, offset: int, csize: int, usize: int, crc: int,
+            method: int, flags: int, mtime_ns: int, mode: int,
+            uid: int = NO_OWNER, gid: int = NO_OWNER,
+            record_at: int = -1, record_len: int = 0, relocate: bool = False) -> int:
+        """Append a row and return its index."""
+        self.names.append(name)
+        self.offset.append(offset)
+        self.csize.append(csize)
+        self.usize.append(usize)
+        self.crc.append(crc)
+        self.method.append(method)
+        self.flags.append(flags)
+        self.mtime_ns.append(mtime_ns)
+        self.mode.append(mode)
+        self.uid.append(uid)
+        self.gid.append(gid)
+        self.record_at.append(record_at)
+        self.record_len.append(record_len)
+        self.dead.append(0)
+        self.relocate.append(1 if relocate else 0)
+        return len(self.names) - 1
+
+    def row(self, i: int) -> Row:
+        return Row(self.names[i], self.offset[i], self.csize[i], self.usize[i],
+                   self.crc[i], self.method[i], self.flags[i], self.mtime_ns[i],
+                   self.mode[i], self.uid[i], self.gid[i])
+
+    def copy_as(self, i: int, new_name: str) -> int:
+        """A new row for member ``i`` under another name (rename); ``i`` dies."""
+        j = self.add(new_name, self.offset[i], self.csize[i], self.usize[i],
+                     self.crc[i], self.method[i], self.flags[i], self.mtime_ns[i],
+                     self.mode[i], self.uid[i], self.gid[i], relocate=True)
+        self._carry_sparse(i, j)
+        self.dead[i] = 1
+        return j
+
+    def _carry_sparse(self, i: int, j: int) -> None:
+        if i in self.extras:
+            self.extras[j] = self.extras[i]
+        if i in self.comments:
+            self.comments[j] = self.comments[i]
+
+    def touch(self, i: int) -> None:
+        """Row ``i`` changed in place: its central record must be rebuilt."""
+        self.record_at[i] = -1
+
+    def live(self) -> List[int]:
+        """Indices of live rows in archive order (by local header offset)."""
+        dead = self.dead
+        rows = [i for i in range(len(dead)) if not dead[i]]
+        offsets = self.offset
+        rows.sort(key=offsets.__getitem__)
+        return rows
+
+    def find_owner(self, i: int) -> Optional[tuple]:
+        uid, gid = self.uid[i], self.gid[i]
+        return None if uid == NO_OWNER else (uid, gid)

@@ -1,0 +1,394 @@
+"""Reading one member: stored bytes straight from the archive, compressed
+ones decoded as a stream with seek points, every byte checked before it is
+trusted.
+
+- Stored members are read with ``pread`` at their offset: random access
+  costs nothing.
+- Compressed members are decoded forward from the nearest seek point. For
+  deflate a seek point is a copy of the decoder state taken every
+  ``SEEK_SPACING`` bytes of output while decoding, shared by all readers of
+  the member, so once a member has been read through, a random read decodes
+  at most ``SEEK_SPACING`` bytes. A window of recent output serves reads
+  that arrive slightly out of order (the kernel's readahead does that).
+- Verification: members up to ``SMALL_MEMBER`` are decoded and checked at
+  open, so damage is reported before any byte is served. A larger member is
+  checked when a read reaches its end: that read fails with EIO if the CRC
+  or size does not match, and every later open of it fails at once.
+
+Memory stays bounded: the window, one input chunk, and the seek points
+(about 37 KB each) whatever the member's size or compression ratio.
+"""
+
+import bisect
+import io
+import threading
+import zlib
+from collections import OrderedDict
+from typing import NamedTuple, Optional
+
+from archfs.errors import CorruptMemberError
+from archfs.zipengine.codecs import make_decoder
+from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, ZipDecrypter
+
+SMALL_MEMBER = 1 << 20
+SEEK_SPACING = 2 << 20
+WINDOW = 1 << 20
+INPUT_CHUNK = 64 << 10
+OUTPUT_CHUNK = 256 << 10
+SEEK_POINT_BYTES = 40 << 10       # what one deflate state copy costs
+SEEK_BUDGET = 96 << 20            # all seek points of all members together
+
+
+class MemberInfo(NamedTuple):
+    """What a reader needs to know of a member; ``key`` identifies its data."""
+
+    name: str
+    data_start: int      # first byte after the local header
+    csize: int
+    usize: int
+    crc: int
+    method: int
+    decrypter: Optional[ZipDecrypter] = None   # positioned after the 12-byte header
+
+    @property
+    def key(self):
+        return (self.data_start, self.csize, self.crc)
+
+
+class SeekPoint(NamedTuple):
+    out_pos: int
+    comp_pos: int
+    crc: int
+    decoder: object
+    decrypter: Optional[ZipDecrypter]
+
+
+class SeekIndex:
+    """The seek points of one member, in output order."""
+
+    def __init__(self):
+        self.positions = []
+        self.points = []
+        self.lock = threading.Lock()
+
+    def add(self, point: SeekPoint) -> bool:
+        with self.lock:
+            if self.positions and point.out_pos < self.positions[-1] + SEEK_SPACING:
+                i = bisect.bisect_right(self.positions, point.out_pos)
+                before = self.positions[i - 1] if i else -SEEK_SPACING
+                after = self.positions[i] if i < len(self.positions) else None
+                if point.out_pos < before + SEEK_SPACING or (
+                        after is not None and after < point.out_pos + SEEK_SPACING):
+                    return False
+                self.positions.insert(i, point.out_pos)
+                self.points.insert(i, point)
+                return True
+            self.positions.append(point.out_pos)
+            self.points.append(point)
+            return True
+
+    def wants(self, out_pos: int) -> bool:
+        """Whether a point at out_pos would be added (cheap check before copying)."""
+        i = bisect.bisect_right(self.positions, out_pos)
+        if i and out_pos < self.positions[i - 1] + SEEK_SPACING:
+            return False
+        return i == len(self.positions) or self.positions[i] >= out_pos + SEEK_SPACING
+
+    def best(self, offset: int) -> Optional[SeekPoint]:
+        with self.lock:
+            i = bisect.bisect_right(self.positions, offset)
+            return self.points[i - 1] if i else None
+
+    def __len__(self):
+        return len(self.points)
+
+
+class SeekIndexCache:
+    """Seek indexes by member, the least recently used dropped past the budget."""
+
+    def __init__(self, budget: int = SEEK_BUDGET):
+        self._indexes = OrderedDict()
+        self._budget = budget
+        self._lock = threading.Lock()
+
+    def get(self, key) -> SeekIndex:
+        with self._lock:
+            index = self._indexes.get(key)
+            if index is None:
+                index = self._indexes[key] = SeekIndex()
+            self._indexes.move_to_end(key)
+            used = sum(len(ix) for ix in self._indexes.values()) * SEEK_POINT_BYTES
+            while used > self._budget and len(self._indexes) > 1:
+                _, dropped = self._indexes.popitem(last=False)
+                used -= len(dropped) * SEEK_POINT_BYTES
+            return index
+
+
+class Verdicts:
+    """Which members were found good or damaged, so damage is reported once
+    found and good members are not checked again."""
+
+    def __init__(self):
+        self._bad = {}
+        self._good = set()
+
+    def bad(self, key) -> Optional[str]:
+        return self._bad.get(key)
+
+    def is_good(self, key) -> bool:
+        return key in self._good
+
+    def mark_bad(self, key, why: str) -> None:
+        self._bad[key] = why
+        self._good.discard(key)
+
+    def mark_good(self, key) -> None:
+        self._good.add(key)
+
+
+class DecodeStream:
+    """A member's output decoded in order from some point, with its CRC so far."""
+
+    def __init__(self, source, info: MemberInfo, seek_index: Optional[SeekIndex],
+                 start: Optional[SeekPoint] = None):
+        self.source = source
+        self.info = info
+        self.seek_index = seek_index
+        if start is None:
+            self.decoder = make_decoder(info.method)
+            self.decrypter = info.decrypter.copy() if info.decrypter else None
+            self.comp_pos = CRYPT_HEADER if info.decrypter else 0
+            self.out_pos = 0
+            self.crc = 0
+        else:
+            self.decoder = start.decoder.copy()
+            self.decrypter = start.decrypter.copy() if start.decrypter else None
+            self.comp_pos, self.out_pos, self.crc = start.comp_pos, start.out_pos, start.crc
+        self.done = False
+
+    def next_chunk(self, max_out: int) -> bytes:
+        """Up to max_out more bytes; b"" once the member ended and checked out."""
+        info = self.info
+        while not self.done:
+            if self.decoder.eof:
+                self._check_end()
+                return b""
+            if self.decoder.needs_input and self.comp_pos < info.csize:
+                n = min(INPUT_CHUNK, info.csize - self.comp_pos)
+                data = self.source.pread(n, info.data_start + self.comp_pos)
+                if len(data) < n:
+                    raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+                if self.decrypter is not None:
+                    data = self.decrypter.decrypt(data)
+                self.comp_pos += n
+            elif self.decoder.needs_input:
+                raise CorruptMemberError("%s: compressed data ends before the member does"
+                                         % info.name)
+            else:
+                data = b""
+            limit = min(max_out, info.usize - self.out_pos + 1)
+            out = self.decoder.decode(data, max(limit, 1))
+            if out:
+                self.out_pos += len(out)
+                self.crc = zlib.crc32(out, self.crc)
+                if self.out_pos > info.usize:
+                    raise CorruptMemberError("%s: member is larger than its recorded size %d"
+                                             % (info.name, info.usize))
+                self._offer_seek_point()
+                return out
+        return b""
+
+    def _offer_seek_point(self) -> None:
+        index = self.seek_index
+        if (index is not None and self.decoder.copyable and self.decoder.needs_input
+                and index.wants(self.out_pos)):
+            index.add(SeekPoint(self.out_pos, self.comp_pos, self.crc, self.decoder.copy(),
+                                self.decrypter.copy() if self.decrypter else None))
+
+    def _check_end(self) -> None:
+        info = self.info
+        if self.out_pos != info.usize:
+            raise CorruptMemberError("%s: member is %d bytes, its record says %d"
+                                     % (info.name, self.out_pos, info.usize))
+        if self.crc != info.crc:
+            raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
+                                     % (info.name, info.crc, self.crc))
+        self.done = True
+
+    def finish(self) -> None:
+        """Decode to the end, checking size and CRC."""
+        while not self.done:
+            if not self.next_chunk(OUTPUT_CHUNK) and not self.done:
+                raise CorruptMemberError("%s: member ends early" % self.info.name)
+
+
+class MemberReader(io.RawIOBase):
+    """A seekable, thread-safe binary file over one member (``pread`` + ``read``)."""
+
+    def __init__(self, source, info: MemberInfo, seek_index: Optional[SeekIndex],
+                 verdicts: Verdicts, on_close=None):
+        super().__init__()
+        self._on_close = on_close
+        self._source = source
+        self._info = info
+        self._seek_index = seek_index
+        self._verdicts = verdicts
+        self._lock = threading.Lock()
+        self._pos = 0
+        self._stream: Optional[DecodeStream] = None
+        self._window = bytearray()
+        self._small: Optional[bytes] = None
+        self._crc_front = 0
+        self._crc = 0
+        self._stored = info.method == 0 and info.decrypter is None
+        try:
+            why = verdicts.bad(info.key)
+            if why is not None:
+                raise CorruptMemberError(why)
+            if info.usize <= SMALL_MEMBER and not (self._stored and verdicts.is_good(info.key)):
+                self._small = self._guard(self._read_whole)
+        except BaseException:
+            self._source = self._on_close = None   # the opener releases what it gave us
+            raise
+
+    @property
+    def name(self):
+        return self._info.name
+
+    @property
+    def size(self) -> int:
+        return self._info.usize
+
+    def _guard(self, work, *args):
+        try:
+            return work(*args)
+        except CorruptMemberError as exc:
+            self._verdicts.mark_bad(self._info.key, str(exc))
+            raise
+
+    def _read_whole(self) -> bytes:
+        info = self._info
+        if self._stored:
+            data = self._source.pread(info.usize, info.data_start)
+            if len(data) != info.usize:
+                raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+            if zlib.crc32(data) != info.crc:
+                raise CorruptMemberError("%s: CRC mismatch" % info.name)
+        else:
+            stream = DecodeStream(self._source, info, None)
+            parts = []
+            while not stream.done:
+                parts.append(stream.next_chunk(OUTPUT_CHUNK))
+            data = b"".join(parts)
+        self._verdicts.mark_good(info.key)
+        return data
+
+    # -- the one read primitive --------------------------------------------
+
+    def pread(self, size: int, offset: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``; b"" at or past the end."""
+        info = self._info
+        if size <= 0 or offset >= info.usize:
+            return b""
+        end = min(info.usize, offset + size)
+        if self._small is not None:
+            return self._small[offset:end]
+        if self._stored:
+            return self._guard(self._pread_stored, offset, end)
+        with self._lock:
+            return self._guard(self._pread_decoded, offset, end)
+
+    def _pread_stored(self, offset: int, end: int) -> bytes:
+        info = self._info
+        data = self._source.pread(end - offset, info.data_start + offset)
+        if len(data) != end - offset:
+            raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+        with self._lock:
+            if offset == self._crc_front:   # an in-order read: extend the running CRC
+                self._crc = zlib.crc32(data, self._crc)
+                self._crc_front = end
+                if end == info.usize:
+                    if self._crc != info.crc:
+                        raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
+                                                 % (info.name, info.crc, self._crc))
+                    self._verdicts.mark_good(info.key)
+        return data
+
+    def _pread_decoded(self, offset: int, end: int) -> bytes:
+        stream = self._stream
+        win_start = stream.out_pos - len(self._window) if stream else 0
+        if stream is None or offset < win_start:
+            stream = self._restart(offset)
+        elif offset > stream.out_pos + SEEK_SPACING and self._seek_index is not None:
+            point = self._seek_index.best(offset)
+            if point is not None and point.out_pos > stream.out_pos:
+                stream = self._restart(offset)
+        keep = max(WINDOW, end - offset + OUTPUT_CHUNK)
+        window = self._window
+        while stream.out_pos < end:
+            chunk = stream.next_chunk(OUTPUT_CHUNK)
+            if not chunk:
+                raise CorruptMemberError("%s: member ends before its recorded size" % self._info.name)
+            window += chunk
+            if len(window) > keep:
+                del window[:len(window) - keep]
+        if end == self._info.usize and not stream.done:
+            stream.finish()     # verify before the last bytes go out
+            self._verdicts.mark_good(self._info.key)
+        start = len(window) - (stream.out_pos - offset)
+        return bytes(window[start:start + (end - offset)])
+
+    def _restart(self, offset: int) -> DecodeStream:
+        point = self._seek_index.best(offset) if self._seek_index is not None else None
+        self._stream = DecodeStream(self._source, self._info, self._seek_index, point)
+        self._window = bytearray()
+        return self._stream
+
+    # -- io.RawIOBase -------------------------------------------------------
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.pread(len(buffer), self._pos)
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def read(self, size=-1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self._info.usize - self._pos)
+        data = self.pread(size, self._pos)
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._info.usize
+        if offset < 0:
+            raise ValueError("negative seek position %d" % offset)
+        self._pos = offset
+        return offset
+
+    def tell(self):
+        return self._pos
+
+    def close(self):
+        if not self.closed and self._source is not None:
+            self._source.release()
+            self._source = None
+            if self._on_close is not None:
+                self._on_close()
+            self._stream = None
+            self._window = bytearray()
+            self._small = None
+        super().close()

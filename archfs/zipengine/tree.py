@@ -1,0 +1,193 @@
+"""The directory tree over the member table.
+
+Zip has no directories, only names; this module gives every name its parent
+directories (explicit ``dir/`` entries and the ones member names imply) and
+lists a directory's children without a stat per child. ``paths`` maps a
+member's path to its row; ``dirs`` maps each directory path (``""`` is the
+root) to its node.
+
+Clashes are settled here as ``names.py`` documents: a later member of the
+same spelling takes the name from an earlier one, and a directory takes the
+name from a file.
+"""
+
+import stat
+from array import array
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from archfs.zipengine.entries import EntryTable
+from archfs.zipengine.names import backup_spelling
+
+DIR_MODE = stat.S_IFDIR | 0o755
+
+
+class DirNode:
+    """One directory: its file rows, its subdirectory names, its own row."""
+
+    __slots__ = ("files", "subdirs", "row", "live")
+
+    def __init__(self, row: int = -1):
+        self.files = array("q")       # rows of files and symlinks; may hold dead rows
+        self.subdirs: Dict[str, None] = {}
+        self.row = row                # explicit directory entry, or -1 if implied
+        self.live = 0                 # live rows in ``files``
+
+
+class Tree:
+    def __init__(self, table: EntryTable):
+        self.table = table
+        self.paths: Dict[str, int] = {}
+        self.dirs: Dict[str, DirNode] = {"": DirNode()}
+
+    # -- building -----------------------------------------------------------
+
+    def insert(self, row: int) -> None:
+        """Place a row under its (safe) name, settling clashes."""
+        table = self.table
+        path = table.names[row]
+        if stat.S_ISDIR(table.mode[row]):
+            self._insert_dir(path, row)
+            return
+        if not path:
+            path = self._respell(row, "unnamed")
+        if path in self.dirs:
+            path = self._respell(row, path)
+        old = self.paths.get(path)
+        if old is not None:
+            if stat.S_ISDIR(table.mode[old]):   # an explicit dir entry
+                path = self._respell(row, path)
+            else:
+                self._respell(old, path)          # the later member keeps the name
+        self._attach_file(path, row)
+
+    def _insert_dir(self, path: str, row: int) -> None:
+        if path == "":
+            self.dirs[""].row = row
+            return
+        node = self.ensure_dir(path)
+        if node.row >= 0 and node.row != row:
+            self.table.dead[node.row] = 1      # duplicate dir entry: keep the later
+        node.row = row
+        self.paths[path] = row
+
+    def _respell(self, row: int, path: str) -> str:
+        """Give ``row`` (at ``path`` or not yet placed) a free backup spelling.
+
+        It stays in the same directory, so the directory's row list is unchanged.
+        """
+        number = 1
+        while True:
+            candidate = backup_spelling(path, number)
+            if candidate not in self.paths and candidate not in self.dirs:
+                break
+            number += 1
+        if self.paths.get(path) == row:
+            del self.paths[path]
+            self.paths[candidate] = row
+        self.table.names[row] = candidate
+        self.table.relocate[row] = 1
+        self.table.touch(row)
+        return candidate
+
+    def ensure_dir(self, path: str) -> DirNode:
+        """The node of ``path``, creating it and its parents as implied dirs.
+
+        A file standing where a directory is needed yields its name.
+        """
+        node = self.dirs.get(path)
+        if node is not None:
+            return node
+        parent_path, _, base = path.rpartition("/")
+        parent = self.ensure_dir(parent_path)
+        clash = self.paths.get(path)
+        if clash is not None:
+            self._respell(clash, path)          # a directory takes the name from a file
+        node = self.dirs[path] = DirNode()
+        parent.subdirs[base] = None
+        return node
+
+    def _attach_file(self, path: str, row: int) -> None:
+        parent = self.ensure_dir(path.rpartition("/")[0])
+        parent.files.append(row)
+        parent.live += 1
+        self.paths[path] = row
+
+    def _detach_file(self, path: str, row: int) -> None:
+        del self.paths[path]
+        node = self.dirs[path.rpartition("/")[0]]
+        node.live -= 1
+        if len(node.files) > 64 and len(node.files) > 4 * node.live:
+            self._prune(node, exclude=row)
+
+    def _prune(self, node: DirNode, exclude: int) -> None:
+        dead = self.table.dead
+        node.files = array("q", (r for r in node.files if not dead[r] and r != exclude))
+
+    # -- queries ------------------------------------------------------------
+
+    def lookup(self, path: str) -> Tuple[Optional[DirNode], int]:
+        """(node, row) for a directory, (None, row) for a file, (None, -1) if absent."""
+        node = self.dirs.get(path)
+        if node is not None:
+            return node, node.row
+        return None, self.paths.get(path, -1)
+
+    def children(self, path: str) -> Iterator[Tuple[str, int]]:
+        """(name, st_mode) of each child of directory ``path``."""
+        node = self.dirs[path]
+        table = self.table
+        for name in node.subdirs:
+            sub = self.dirs[(path + "/" + name) if path else name]
+            yield name, table.mode[sub.row] if sub.row >= 0 else DIR_MODE
+        cut = len(path) + 1 if path else 0
+        names, modes, dead = table.names, table.mode, table.dead
+        for row in node.files:
+            if not dead[row]:      # every row detached from a directory is dead
+                yield names[row][cut:], modes[row]
+
+    def is_empty(self, path: str) -> bool:
+        node = self.dirs[path]
+        return not node.subdirs and node.live == 0
+
+    def subtree_dirs(self, path: str) -> List[str]:
+        """Directory paths at and below ``path``, parents before children."""
+        out = [path]
+        i = 0
+        while i < len(out):
+            p = out[i]
+            for name in self.dirs[p].subdirs:
+                out.append(p + "/" + name if p else name)
+            i += 1
+        return out
+
+    # -- changes ------------------------------------------------------------
+
+    def add_file(self, path: str, row: int) -> None:
+        """Attach a new file row at ``path`` (the caller checked it is free)."""
+        self._attach_file(path, row)
+
+    def remove_file(self, path: str) -> int:
+        row = self.paths[path]
+        self._detach_file(path, row)
+        self.table.dead[row] = 1
+        return row
+
+    def replace_file(self, path: str, row: int) -> None:
+        """Put ``row`` at ``path`` where a file stands now; the old row dies."""
+        old = self.paths[path]
+        self._detach_file(path, old)
+        self.table.dead[old] = 1
+        self._attach_file(path, row)
+
+    def add_dir(self, path: str, row: int) -> None:
+        node = self.ensure_dir(path)
+        node.row = row
+        self.paths[path] = row
+
+    def remove_dir(self, path: str) -> None:
+        node = self.dirs.pop(path)
+        if node.row >= 0:
+            self.table.dead[node.row] = 1
+            self.paths.pop(path, None)
+        parent, _, base = path.rpartition("/")
+        self.dirs[parent].subdirs.pop(base, None)

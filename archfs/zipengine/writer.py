@@ -1,0 +1,252 @@
+"""Writing zip structures: members appended after the current end of the
+archive, central directory records, and the end records.
+
+Everything here writes at an explicit offset with ``pwrite`` and never
+touches bytes before that offset, which is what the commit protocol in
+``store.py`` relies on. Names are always written as UTF-8 with the flag
+set; every member gets an extended timestamp (seconds, what Info-ZIP reads)
+and an NTFS timestamp (100 ns, what 7-Zip and Windows read).
+"""
+
+import os
+import stat
+import zlib
+from typing import NamedTuple
+
+from archfs.zipengine import format as fmt
+from archfs.zipengine.codecs import Deflater, worth_compressing
+
+WRITE_CHUNK = 1 << 20
+SMALL_FILE = 1 << 20
+ZIP64_THRESHOLD = 0xF0000000     # leave room for deflate overhead below 4 GiB
+MAX_EXTRA = 0xFFFF
+
+
+class Written(NamedTuple):
+    """A member as it now stands in the archive."""
+
+    offset: int
+    csize: int
+    usize: int
+    crc: int
+    method: int
+    flags: int
+    end: int          # first byte after the member
+
+
+def member_name_bytes(path: str, is_dir: bool) -> bytes:
+    return (path + "/" if is_dir else path).encode("utf-8")
+
+
+def _needed_version(method: int, zip64: bool) -> int:
+    version = fmt.VERSION_DEFAULT
+    if method == fmt.BZIP2:
+        version = fmt.VERSION_BZIP2
+    elif method == fmt.LZMA:
+        version = fmt.VERSION_LZMA
+    return max(version, fmt.VERSION_ZIP64) if zip64 else version
+
+
+def _time_extras(mtime_ns: int) -> bytes:
+    return fmt.build_timestamp(mtime_ns // 1_000_000_000) + fmt.build_ntfs(mtime_ns)
+
+
+TIME_EXTRAS_SIZE = len(_time_extras(0))
+
+
+def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
+                 csize: int, usize: int, zip64: bool) -> bytes:
+    date, dtime = fmt.ns_to_dos(mtime_ns)
+    extra = _time_extras(mtime_ns)
+    if zip64:
+        extra = fmt.build_zip64(usize, csize) + extra
+        csize = usize = fmt.MAX32
+    return fmt.LOCAL_HEADER.pack(
+        fmt.LOCAL_SIG, _needed_version(method, zip64), flags | fmt.FLAG_UTF8, method,
+        dtime, date, crc, csize, usize, len(name), len(extra)) + name + extra
+
+
+class _Sink:
+    """Buffers output and writes it with pwrite from a start offset."""
+
+    def __init__(self, fd: int, pos: int):
+        self.fd, self.pos = fd, pos
+        self.buf = bytearray()
+        self.total = 0
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        self.total += len(data)
+        if len(self.buf) >= WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(self.buf)
+        while view:
+            n = os.pwrite(self.fd, view, self.pos)
+            self.pos += n
+            view = view[n:]
+        view.release()
+        self.buf.clear()
+
+
+def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level: int,
+                 is_dir: bool = False) -> Written:
+    """Append a member whose whole content is in memory."""
+    name = member_name_bytes(path, is_dir)
+    crc = zlib.crc32(data)
+    method, payload = fmt.STORED, data
+    if level > 0 and data and not is_dir:
+        packed = zlib.compress(data, level)[2:-4]   # raw deflate: no zlib header/trailer
+        if len(packed) < len(data):
+            method, payload = fmt.DEFLATED, packed
+    zip64 = len(data) >= ZIP64_THRESHOLD
+    header = local_header(name, method, 0, mtime_ns, crc, len(payload), len(data), zip64)
+    sink = _Sink(fd, at)
+    sink.write(header)
+    sink.write(payload)
+    sink.flush()
+    return Written(at, len(payload), len(data), crc, method, fmt.FLAG_UTF8, sink.pos)
+
+
+def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: int) -> Written:
+    """Append the content of a local file, compressed as a stream."""
+    with open(source, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        if size <= SMALL_FILE:
+            return append_bytes(fd, at, path, src.read(), mtime_ns, level)
+        first = src.read(WRITE_CHUNK)
+        method = fmt.DEFLATED if worth_compressing(first[:1 << 16], level) else fmt.STORED
+        zip64 = size >= ZIP64_THRESHOLD
+        name = member_name_bytes(path, False)
+        placeholder = local_header(name, method, 0, mtime_ns, 0, 0, 0, zip64)
+        sink = _Sink(fd, at + len(placeholder))
+        deflater = Deflater(level) if method == fmt.DEFLATED else None
+        crc = usize = 0
+        chunk = first
+        while chunk:
+            crc = zlib.crc32(chunk, crc)
+            usize += len(chunk)
+            sink.write(deflater.compress(chunk) if deflater else chunk)
+            chunk = src.read(WRITE_CHUNK)
+        if deflater:
+            sink.write(deflater.finish())
+        sink.flush()
+    if usize >= ZIP64_THRESHOLD and not zip64:
+        raise OSError("file grew past 4 GiB while being stored")
+    header = local_header(name, method, 0, mtime_ns, crc, sink.total, usize, zip64)
+    os.pwrite(fd, header, at)
+    return Written(at, sink.total, usize, crc, method, fmt.FLAG_UTF8, sink.pos)
+
+
+def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_start: int,
+                csize: int, usize: int, crc: int, method: int, flags: int,
+                mtime_ns: int) -> Written:
+    """Append an existing member's compressed bytes under a new local header.
+
+    Used when a member's name changes: readers require the local header's
+    name to match the central one. An encrypted member keeps its data
+    descriptor flag, since its password check byte depends on it.
+    """
+    keep_descriptor = bool(flags & fmt.FLAG_ENCRYPTED and flags & fmt.FLAG_DESCRIPTOR)
+    flags = (flags & ~fmt.FLAG_DESCRIPTOR) | (fmt.FLAG_DESCRIPTOR if keep_descriptor else 0)
+    flags |= fmt.FLAG_UTF8
+    zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
+    header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
+                          csize, usize, zip64)
+    os.pwrite(fd, header, at)
+    pos = at + len(header)
+    copy_range(src_fd, data_start, fd, pos, csize)
+    pos += csize
+    if keep_descriptor:
+        if zip64:
+            tail = fmt.DESCRIPTOR_SIG + crc.to_bytes(4, "little") + csize.to_bytes(8, "little") \
+                + usize.to_bytes(8, "little")
+        else:
+            tail = fmt.DESCRIPTOR_SIG + crc.to_bytes(4, "little") + csize.to_bytes(4, "little") \
+                + usize.to_bytes(4, "little")
+        os.pwrite(fd, tail, pos)
+        pos += len(tail)
+    return Written(at, csize, usize, crc, method, flags, pos)
+
+
+def copy_range(src_fd: int, src_pos: int, dst_fd: int, dst_pos: int, count: int) -> None:
+    while count > 0:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, min(count, 1 << 30), src_pos, dst_pos)
+        except OSError as exc:
+            if exc.errno not in (18, 22, 38, 95):   # EXDEV EINVAL ENOSYS EOPNOTSUPP
+                raise
+            n = 0
+        if n == 0:
+            data = os.pread(src_fd, min(count, WRITE_CHUNK), src_pos)
+            if not data:
+                raise OSError("archive ended while copying a member")
+            n = os.pwrite(dst_fd, data, dst_pos)
+        src_pos += n
+        dst_pos += n
+        count -= n
+
+
+def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int, crc: int,
+                   csize: int, usize: int, offset: int, uid: int, gid: int,
+                   kept_extras: bytes = b"", comment: bytes = b"") -> bytes:
+    """One central directory record in archfs's canonical form.
+
+    ``flags`` must be those of the member's local header: readers compare
+    them. Every member archfs writes has the UTF-8 flag set; a member kept
+    from elsewhere keeps its flags, which is only allowed for ASCII names.
+    """
+    is_dir = stat.S_ISDIR(mode)
+    name = member_name_bytes(path, is_dir)
+    big = []
+    usize_f, csize_f, offset_f = usize, csize, offset
+    if usize >= fmt.MAX32:
+        big.append(usize)
+        usize_f = fmt.MAX32
+    if csize >= fmt.MAX32:
+        big.append(csize)
+        csize_f = fmt.MAX32
+    if offset >= fmt.MAX32:
+        big.append(offset)
+        offset_f = fmt.MAX32
+    extra = (fmt.build_zip64(*big) if big else b"") + _time_extras(mtime_ns)
+    if uid >= 0:
+        extra += fmt.build_unix_owner(uid, gid)
+    if len(extra) + len(kept_extras) <= MAX_EXTRA:
+        extra += kept_extras
+    date, dtime = fmt.ns_to_dos(mtime_ns)
+    attrs = (mode & 0xFFFF) << 16
+    if is_dir:
+        attrs |= fmt.DOS_DIRECTORY
+    if not mode & 0o200:
+        attrs |= fmt.DOS_READONLY
+    return fmt.CENTRAL_HEADER.pack(
+        fmt.CENTRAL_SIG, fmt.VERSION_MADE_BY, _needed_version(method, bool(big)),
+        flags, method, dtime, date, crc, csize_f, usize_f, len(name),
+        len(extra), len(comment[:fmt.MAX16]), 0, 0, attrs, offset_f) + name + extra + comment[:fmt.MAX16]
+
+
+def end_records(cd_start: int, cd_size: int, count: int, comment: bytes) -> bytes:
+    """The zip64 end record and locator when needed, then the classic EOCD."""
+    out = b""
+    if count >= fmt.MAX16 or cd_size >= fmt.MAX32 or cd_start >= fmt.MAX32:
+        out += fmt.ZIP64_EOCD.pack(fmt.ZIP64_EOCD_SIG, fmt.ZIP64_EOCD.size - 12,
+                                   fmt.VERSION_MADE_BY, fmt.VERSION_ZIP64, 0, 0,
+                                   count, count, cd_size, cd_start)
+        out += fmt.ZIP64_LOCATOR.pack(fmt.ZIP64_LOCATOR_SIG, 0, cd_start + cd_size, 1)
+    comment = comment[:fmt.MAX_COMMENT]
+    out += fmt.EOCD.pack(fmt.EOCD_SIG, 0, 0, min(count, fmt.MAX16), min(count, fmt.MAX16),
+                         min(cd_size, fmt.MAX32), min(cd_start, fmt.MAX32), len(comment))
+    return out + comment
+
+
+def write_all(fd: int, data: bytes, at: int) -> int:
+    """pwrite all of ``data`` at ``at``; returns the end position."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        at += n
+        view = view[n:]
+    return at
+
