@@ -74,3 +74,4 @@ def ro_archive(sample_root):
 
 
 # ---- mount fixtures: the mount helper adds its one import line below -------
+from mount_fixtures import *  # noqa

@@ -1,0 +1,327 @@
+"""Starting a mount: checks, background or foreground, readiness, the end.
+
+Background (the default): the command forks a daemon and waits on a pipe.
+The daemon does every check, opens the archive and mounts; it writes
+``W text`` lines for warnings, then ``OK`` from FUSE's init (the mount is
+live) or ``E text`` (why not). The command prints warnings and errors as one
+line each and returns 0 only after ``OK``. The daemon detaches (own session,
+stdio to its log file) so a caller capturing the command's output does not
+wait for it.
+
+Foreground (``-f``): the same steps in the command's own process.
+
+Either way the daemon records itself in the state directory (for ``archfs
+unmount``), lets libfuse handle SIGINT/SIGTERM/SIGHUP (end the loop, unmount)
+and then commits in FUSE's destroy before it exits; its exit status says
+whether everything reached the archive.
+"""
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import List, Optional
+
+from archfs.mount import fuselib, preflight, statefiles
+from archfs.mount.options import MountOptions, OptionError, check_plugin_options
+
+log = logging.getLogger("archfs.mount")
+
+LOG_FORMAT = "%(asctime)s archfs[%(process)d] %(levelname)s %(message)s"
+TERMINAL_FORMAT = "archfs: %(levelname)s: %(message)s"
+
+
+@dataclass
+class MountRequest:
+    archive: str                 # absolute path
+    mountpoint: str              # real absolute path
+    options: MountOptions
+    foreground: bool = False
+    verbose: int = 0
+    quiet: bool = False
+    log_file: Optional[str] = None
+    lock_fd: Optional[int] = None  # held for the daemon's life
+
+
+class Reporter:
+    """Tells the waiting command (or, in the foreground, the user) how it goes."""
+
+    def __init__(self, fd: Optional[int] = None):
+        self.fd = fd
+        self.outcome: Optional[str] = None
+
+    def _send(self, line: str) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass  # the command is gone; the log still has it
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+    def warn(self, text: str) -> None:
+        log.warning(text)
+        self._send("W " + text)
+
+    def ready(self) -> None:
+        if self.outcome is None:
+            self.outcome = "ok"
+            self._send("OK")
+            self._close()
+
+    def fail(self, text: str) -> None:
+        if self.outcome is None:
+            self.outcome = "failed"
+            log.error("cannot mount: %s", text)
+            self._send("E " + text)
+            self._close()
+
+
+def setup_logging(request: MountRequest, log_file: Optional[str]) -> None:
+    level = logging.DEBUG if request.verbose else logging.WARNING if request.quiet else logging.INFO
+    if log_file:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(TERMINAL_FORMAT))
+    for name, lvl in (("archfs", level),
+                      ("fuse", logging.DEBUG if request.verbose >= 2 else logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(lvl)
+        logger.propagate = False
+
+
+class StderrCapture:
+    """Catches what libfuse prints to stderr while mounting, for the one-line
+    error; released (and replayed into the log) once the mount is live."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+
+    def release(self, level: int = logging.WARNING) -> List[str]:
+        if self._saved is None:
+            return []
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._file.seek(0)
+        lines = [line.strip() for line in
+                 self._file.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        self._file.close()
+        for line in lines:
+            log.log(level, "libfuse: %s", line)
+        return lines
+
+
+def _fuse_kwargs(request: MountRequest, read_only: bool) -> dict:
+    opts = request.options
+    default_timeout = 60.0 if read_only else 1.0
+    kwargs = {
+        "foreground": True,
+        "nothreads": False,
+        "raw_fi": True,
+        "fsname": request.archive.replace("\\", "\\\\").replace(",", "\\,"),
+        "subtype": "archfs",
+        "default_permissions": True,
+        "hard_remove": True,
+        "entry_timeout": opts.entry_timeout if opts.entry_timeout is not None
+        else default_timeout,
+        "attr_timeout": opts.attr_timeout if opts.attr_timeout is not None else default_timeout,
+        "negative_timeout": default_timeout,
+    }
+    if read_only:
+        kwargs["ro"] = True
+    if opts.allow_other:
+        kwargs["allow_other"] = True
+    if opts.allow_root:
+        kwargs["allow_root"] = True
+    if fuselib.major_version() == 2:
+        kwargs["big_writes"] = True  # libfuse2 otherwise writes 4 KiB per call
+    return kwargs
+
+
+def _open_archive(request: MountRequest, reporter: Reporter):
+    """Checks, lock and plugin; returns (archive, read_only)."""
+    from archfs.archives import open_archive
+
+    preflight.check_fuse_device()
+    fuselib.load()
+    preflight.check_fusermount()
+    preflight.check_mountpoint(request.mountpoint)
+    real_archive = os.path.realpath(request.archive)
+    read_only, warnings = preflight.check_archive(real_archive, request.mountpoint,
+                                                  request.options.read_only)
+    for text in warnings:
+        reporter.warn(text)
+    try:
+        request.lock_fd = statefiles.lock_archive(real_archive, exclusive=not read_only)
+    except BlockingIOError:
+        raise preflight.MountError("%s is already mounted%s by another archfs"
+                                   % (request.archive, "" if read_only else " (or being written)")
+                                   ) from None
+    archive = open_archive(request.archive, "r" if read_only else "a", request.options.plugin)
+    try:
+        check_plugin_options(request.options, archive.name, getattr(archive, "options", ()))
+        if not read_only and not archive.writable:
+            reporter.warn("the %s plugin opened %s read-only" % (archive.name, request.archive))
+            read_only = True
+    except BaseException:
+        archive.close()
+        raise
+    return archive, read_only
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (preflight.MountError, OptionError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        if exc.filename and exc.filename not in text:
+            text = "%s: %s" % (exc.filename, text)
+        return text
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def serve(request: MountRequest, reporter: Reporter) -> int:
+    """Mount and serve until unmounted; returns the exit status."""
+    from archfs.mount.operations import ArchfsFUSE, ArchiveOperations
+    from archfs.mount.session import MountSession
+
+    try:
+        archive, read_only = _open_archive(request, reporter)
+    except Exception as exc:
+        log.debug("mount checks failed", exc_info=True)
+        reporter.fail(_reason(exc))
+        if request.lock_fd is not None:
+            statefiles.unlock_archive(os.path.realpath(request.archive), request.lock_fd)
+        return 1
+
+    capture = None
+
+    def on_ready():
+        if capture is not None:
+            capture.release(logging.DEBUG)  # only libfuse's notes once it mounted
+        log.info("mounted %s on %s (%s%s)", request.archive, request.mountpoint,
+                 "read-only" if read_only else "read-write",
+                 "" if read_only else ", commit interval %gs" % request.options.commit_interval)
+        reporter.ready()
+
+    session = MountSession(archive, request.options, on_ready=on_ready)
+    operations = ArchiveOperations(session)
+    statefiles.write_running(request.mountpoint, {
+        "archive": request.archive, "log_file": request.log_file,
+        "fusermount": fuselib.find_fusermount(), "read_only": read_only})
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)  # libfuse installs its handlers only over SIG_DFL
+    status, problem = 0, None
+    try:
+        capture = StderrCapture()
+        ArchfsFUSE(operations, request.mountpoint, **_fuse_kwargs(request, read_only))
+    except Exception as exc:
+        lines = capture.release() if capture is not None else []
+        if not session.live:
+            problem = lines[-1] if lines else "libfuse could not mount %s (%s)" % (
+                request.mountpoint, _reason(exc))
+        elif isinstance(exc, RuntimeError) and session.finished:
+            # libfuse reports a loop ended by SIGINT/SIGTERM/SIGHUP as an error
+            # code; the mount was served and finished in destroy all the same.
+            log.info("the FUSE loop ended on a signal (libfuse status %s)", exc)
+        else:
+            problem = "the FUSE loop failed: %s" % _reason(exc)
+            log.error(problem, exc_info=True)
+    finally:
+        if capture is not None:
+            capture.release()
+        session.finish()
+    if not session.live:
+        reporter.fail(problem or "libfuse could not mount %s" % request.mountpoint)
+        status = 1
+    elif session.problem or problem:
+        problem = session.problem or problem
+        log.error("unmounted with a problem: %s", problem)
+        status = 1
+    else:
+        log.info("unmounted %s; everything is committed", request.mountpoint)
+    if request.lock_fd is not None:
+        statefiles.unlock_archive(os.path.realpath(request.archive), request.lock_fd)
+    statefiles.write_exit(request.mountpoint, status, problem)
+    return status
+
+
+def _redirect_stdio(log_file: str) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+
+
+def _read_reports(fd: int, quiet: bool):
+    """Relay the daemon's lines; returns (ok, error text or None)."""
+    with os.fdopen(fd, "rb") as pipe:
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            kind, _, text = line.partition(" ")
+            if kind == "W":
+                if not quiet:
+                    print("archfs: warning: %s" % text, file=sys.stderr)
+            elif kind == "OK":
+                return True, None
+            elif kind == "E":
+                return False, text
+    return False, None
+
+
+def run_background(request: MountRequest) -> int:
+    log_file = request.log_file or statefiles.log_path(request.mountpoint)
+    request.log_file = log_file
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        status = 1
+        try:
+            os.close(read_fd)
+            os.setsid()
+            _redirect_stdio(log_file)
+            setup_logging(request, log_file)
+            status = serve(request, Reporter(write_fd))
+        except BaseException:
+            logging.getLogger("archfs").exception("the mount daemon failed")
+        finally:
+            logging.shutdown()
+            os._exit(status)
+    os.close(write_fd)
+    ok, error = _read_reports(read_fd, request.quiet)
+    if ok:
+        return 0
+    os.waitpid(pid, 0)
+    if error is None:
+        error = "the mount daemon ended before the mount was ready (see %s)" % log_file
+    print("archfs: %s" % error, file=sys.stderr)
+    return 1
+
+
+def run_foreground(request: MountRequest) -> int:
+    setup_logging(request, request.log_file)
+    reporter = Reporter(None)
+    status = serve(request, reporter)
+    return status

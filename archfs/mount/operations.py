@@ -1,0 +1,231 @@
+"""The FUSE operations: each one a thin translation to the archive plugin.
+
+No archive format is known here: paths become archive-relative names,
+calls go to ``OpenFiles`` (open files and unsaved content over the plugin)
+or straight to the plugin, and results become the dicts mfusepy wants.
+Exceptions become errno in ``errnomap`` and nowhere else.
+
+mfusepy runs with ``raw_fi=True`` (so open can set keep_cache); ``fi`` below
+is a ``fuse_file_info`` and ``fi.fh`` the handle number.
+"""
+
+import errno
+import logging
+import os
+import stat as _stat
+import time
+
+from archfs.archives.abstractarchive import MemberStat
+from archfs.errors import NotSupported, ReadOnlyError
+from archfs.mount import fuselib
+from archfs.mount.errnomap import fuse_errors
+
+mfusepy = fuselib.load()
+log = logging.getLogger("archfs.mount")
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def _name(path: str) -> str:
+    """FUSE path -> archive name: ``/a/b`` -> ``a/b``, ``/`` -> ``""``."""
+    return path.strip("/")
+
+
+class ArchiveOperations(mfusepy.Operations):
+    """Serves one archive plugin through a ``MountSession``."""
+
+    use_ns = True
+
+    def __init__(self, session):
+        self.session = session
+        self.archive = session.archive
+        self.files = session.files
+        self.committer = session.committer
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self.stats = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
+
+    # -- life cycle ----------------------------------------------------------
+
+    def init_with_config(self, conn_info, config_3):
+        self.committer.start()
+        self.session.mounted()
+
+    def destroy(self, path):
+        self.session.finish(self.stats)
+
+    # -- metadata ------------------------------------------------------------
+
+    def _attrs(self, st: MemberStat) -> dict:
+        return {
+            "st_mode": st.mode,
+            "st_nlink": 2 if st.is_dir else 1,
+            "st_size": st.size,
+            "st_blocks": (st.size + 511) // 512,
+            "st_mtime": st.mtime_ns,
+            "st_ctime": st.mtime_ns,
+            "st_atime": st.mtime_ns,
+            "st_uid": self.uid if st.uid is None else st.uid,
+            "st_gid": self.gid if st.gid is None else st.gid,
+        }
+
+    @fuse_errors
+    def getattr(self, path, fh=None):
+        if path is None:  # an open file whose name was removed
+            return self._attrs(self.files.stat_handle(fh.fh))
+        return self._attrs(self.files.stat(_name(path)))
+
+    @fuse_errors
+    def readdir(self, path, fh):
+        entries = [(".", _stat.S_IFDIR, 0), ("..", _stat.S_IFDIR, 0)]
+        entries.extend((name, _stat.S_IFMT(mode), 0)
+                       for name, mode in self.files.listdir(_name(path)))
+        return entries
+
+    @fuse_errors
+    def readlink(self, path):
+        return self.archive.readlink(_name(path))
+
+    @fuse_errors
+    def statfs(self, path):
+        figures = dict(self.archive.statvfs())
+        figures["f_namemax"] = min(figures.get("f_namemax", 255) or 255, 255)
+        return figures
+
+    @fuse_errors
+    def access(self, path, amode):
+        self.files.stat(_name(path))
+        if amode & os.W_OK and not self.archive.writable:
+            raise ReadOnlyError("the archive is mounted read-only")
+        return 0
+
+    @fuse_errors
+    def chmod(self, path, mode):
+        self.files.chmod(_name(path), mode)
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def chown(self, path, uid, gid):
+        """Archives keep no owner archfs could set: only a no-op passes."""
+        attrs = self._attrs(self.files.stat(_name(path)))
+        if uid not in (-1, attrs["st_uid"]) or gid not in (-1, attrs["st_gid"]):
+            raise PermissionError(errno.EPERM, "cannot change the owner of an archive member")
+        return 0
+
+    @fuse_errors
+    def utimens(self, path, times=None):
+        mtime = time.time_ns() if times is None else times[1]
+        if mtime == UTIME_OMIT:
+            return 0
+        if mtime == UTIME_NOW:
+            mtime = time.time_ns()
+        self.files.utime(_name(path), mtime)
+        self.committer.after_change()
+        return 0
+
+    # -- files ---------------------------------------------------------------
+
+    @fuse_errors
+    def open(self, path, fi):
+        fi.fh, keep = self.files.open(_name(path), fi.flags)
+        fi.keep_cache = 1 if keep else 0
+        return 0
+
+    @fuse_errors
+    def create(self, path, mode, fi):
+        fi.fh = self.files.create(_name(path), mode, fi.flags)
+        return 0
+
+    @fuse_errors
+    def read(self, path, size, offset, fi):
+        data = self.files.read(fi.fh, size, offset)
+        self.stats["reads"] += 1
+        self.stats["read_bytes"] += len(data)
+        return data
+
+    @fuse_errors
+    def write(self, path, data, offset, fi):
+        written = self.files.write(fi.fh, data, offset)
+        self.stats["writes"] += 1
+        self.stats["write_bytes"] += written
+        return written
+
+    @fuse_errors
+    def truncate(self, path, length, fh=None):
+        if path is None:  # ftruncate of a file whose name was removed
+            entry = self.files.handle(fh.fh).entry
+            path = "/" + entry.path
+        self.files.truncate(_name(path), length)
+        return 0
+
+    @fuse_errors
+    def flush(self, path, fi):
+        self.files.handle(fi.fh)  # data is in the local file already
+        return 0
+
+    @fuse_errors
+    def fsync(self, path, datasync, fi):
+        self.committer.fsync(self.files.handle(fi.fh).entry)
+        return 0
+
+    @fuse_errors
+    def fsyncdir(self, path, datasync, fh):
+        self.committer.fsync(None)
+        return 0
+
+    @fuse_errors
+    def release(self, path, fi):
+        self.files.release(fi.fh)
+        return 0
+
+    # -- names ---------------------------------------------------------------
+
+    @fuse_errors
+    def unlink(self, path):
+        self.files.unlink(_name(path))
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def mkdir(self, path, mode):
+        self.files.mkdir(_name(path), mode)
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def rmdir(self, path):
+        self.files.rmdir(_name(path))
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def rename(self, old, new, flags=0):
+        if flags & RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, "rename with RENAME_EXCHANGE is not supported")
+        self.files.rename(_name(old), _name(new), noreplace=bool(flags & RENAME_NOREPLACE))
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def symlink(self, path, target):
+        """mfusepy order: the link's own path first, then what it points to."""
+        self.files.symlink(target, _name(path))
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def link(self, path, target):
+        raise NotSupported("hard links are not supported in an archive")
+
+
+class ArchfsFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE, passing rename's flags on (libfuse3 gives them; mfusepy
+    drops them, which would turn ``mv -n`` into an overwriting rename)."""
+
+    def rename_fuse_3(self, old, new, flags):
+        return self.operations.rename(old.decode(self.encoding, self.errors),
+                                      new.decode(self.encoding, self.errors), flags)

@@ -1,0 +1,82 @@
+"""The private directory that holds written files until they are copied back.
+
+It sits beside the archive when that directory is writable, so the local
+copies use the archive's own disk: a full disk shows up as ENOSPC at write(2)
+rather than later, at copy-back. Otherwise it goes to $TMPDIR. It is created
+on the first write (a read-only mount never makes one) and removed at
+unmount. Directories left by a daemon that died are removed at the next mount.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from typing import Optional
+
+PREFIX = ".archfs-scratch-"
+_STALE = re.compile(r"^\.archfs-scratch-(\d+)-")
+
+
+def choose_base(archive_location: str, override: Optional[str] = None) -> str:
+    """Where the scratch directory goes (see the module docstring)."""
+    if override:
+        return os.path.abspath(override)
+    beside = os.path.dirname(os.path.abspath(archive_location.rstrip("/")) or "/")
+    if os.access(beside, os.W_OK | os.X_OK):
+        return beside
+    return tempfile.gettempdir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(base: str) -> None:
+    """Remove scratch directories of daemons that are no longer running."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = _STALE.match(name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+class Scratch:
+    """Hands out fresh local files in one lazily created private directory."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self._dir: Optional[str] = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Optional[str]:
+        return self._dir
+
+    def new_file(self) -> str:
+        """Path of a new empty file only this process uses."""
+        with self._lock:
+            if self._dir is None:
+                os.makedirs(self.base, exist_ok=True)
+                remove_stale(self.base)
+                self._dir = tempfile.mkdtemp(prefix="%s%d-" % (PREFIX, os.getpid()),
+                                             dir=self.base)
+        fd, path = tempfile.mkstemp(dir=self._dir)
+        os.close(fd)
+        return path
+
+    def remove(self) -> None:
+        """Delete the directory and whatever is left in it."""
+        with self._lock:
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None

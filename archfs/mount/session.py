@@ -1,0 +1,87 @@
+"""One mount's parts wired together, and its orderly end.
+
+``finish`` runs once, from FUSE's destroy or, if the mount never got that
+far, from the daemon: it copies back and commits everything, closes the
+archive and removes the scratch directory. Content that could not be stored
+is not thrown away: it is moved to a rescue directory beside the archive and
+the failure becomes the daemon's exit status.
+"""
+
+import logging
+import os
+import shutil
+import threading
+import time
+from typing import Callable, Optional
+
+from archfs.mount.committer import Committer
+from archfs.mount.kernelcache import KernelCachePolicy
+from archfs.mount.openfiles import OpenFiles
+from archfs.mount.options import MountOptions
+from archfs.mount.scratch import Scratch, choose_base
+
+log = logging.getLogger("archfs.mount")
+
+
+class MountSession:
+    def __init__(self, archive, options: MountOptions,
+                 on_ready: Callable[[], None] = lambda: None):
+        self.archive = archive
+        self.options = options
+        self.scratch = Scratch(choose_base(archive.location, options.tmpdir))
+        self.files = OpenFiles(archive, self.scratch, KernelCachePolicy())
+        self.committer = Committer(archive, self.files, options.commit_interval)
+        self._on_ready = on_ready
+        self._lock = threading.Lock()
+        self.live = False
+        self.finished = False
+        self.problem: Optional[str] = None  # why the end was not clean
+
+    def mounted(self) -> None:
+        self.live = True
+        self._on_ready()
+
+    def finish(self, stats: Optional[dict] = None) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.finished = True
+        lost = self.committer.close()
+        kept_scratch = False
+        if lost:
+            self.problem = self._rescue(lost)
+            kept_scratch = any(entry is None for entry, _ in lost)
+        try:
+            self.archive.close()
+        except Exception as exc:
+            log.error("closing the archive failed: %s", exc, exc_info=not isinstance(exc, OSError))
+            self.problem = self.problem or "closing the archive failed: %s" % exc
+        if not kept_scratch:
+            self.scratch.remove()
+        if stats is not None:
+            log.info("served reads=%d read_bytes=%d writes=%d write_bytes=%d "
+                     "copy_backs=%d commits=%d", stats["reads"], stats["read_bytes"],
+                     stats["writes"], stats["write_bytes"], self.committer.copy_backs,
+                     self.committer.commits)
+
+    def _rescue(self, lost) -> str:
+        """Move unsaved local files where the user can find them."""
+        files = [(entry, reason) for entry, reason in lost if entry is not None]
+        reasons = "; ".join(reason for _, reason in lost)
+        if not files:
+            return "not everything was committed: %s" % reasons
+        location = self.archive.location.rstrip("/")
+        rescue = "%s.unsaved-%s" % (location, time.strftime("%Y%m%d-%H%M%S"))
+        if not os.access(os.path.dirname(location) or "/", os.W_OK):
+            rescue = os.path.join(self.scratch.base, os.path.basename(rescue))
+        for entry, _ in files:
+            target = os.path.join(rescue, entry.path)
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copyfile(entry.wfile.name, target)
+            except OSError as exc:
+                log.error("could not rescue /%s to %s: %s", entry.path, target, exc)
+                continue
+            log.error("unsaved content of /%s kept in %s", entry.path, target)
+        return "%d file(s) could not be stored in the archive (copies kept in %s): %s" % (
+            len(files), rescue, reasons)
