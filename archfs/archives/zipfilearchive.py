@@ -84,6 +84,7 @@ class ZipfileArchive(AbstractArchive):
         )
         self._store = ZipStore(self._path, writable, options)
         self._tmpdir: Optional[str] = None
+        self._extracted = {}        # member name -> row it was extracted from
 
     # -- seed API -------------------------------------------------------------
 
@@ -108,21 +109,31 @@ class ZipfileArchive(AbstractArchive):
         raise ValueError("unknown mode %r" % (mode,))
 
     def to_localfile(self, member):
+        """Extract the member under this archive's private temporary directory.
+
+        Member names are already in safe spelling (no ``..``, no leading
+        ``/``), and the resolved target is checked to lie inside that
+        directory all the same. A member replaced since is extracted again.
+        """
         name = member_name(member)
-        target = os.path.join(self._scratch(), "members", name)
         root = os.path.realpath(os.path.join(self._scratch(), "members"))
-        if os.path.commonpath([root, os.path.realpath(target)]) != root:
+        target = os.path.join(root, name)
+        if os.path.commonpath([root, os.path.realpath(target)]) != root or not name:
             raise NoSuchFile("%s: name leaves the extraction directory" % name)
-        if not os.path.exists(target):
+        version = self._store.row_of(name)
+        if self._extracted.get(name) != version or not os.path.exists(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with self._store.open_member(name) as src, open(target + ".part", "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             os.replace(target + ".part", target)
+            self._extracted[name] = version
         return target
 
     def add_localfile(self, local_file, filename):
+        """Add a new member with the local file's content, mode and mtime."""
         self._check_writable()
-        self._store.add_file(member_name(filename), local_file, replace=False)
+        mode = _stat.S_IMODE(os.stat(local_file).st_mode)
+        self._store.add_file(member_name(filename), local_file, mode=mode, replace=False)
 
     def writedata(self, filename, data):
         self._check_writable()

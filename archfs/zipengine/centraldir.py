@@ -10,13 +10,11 @@ only that member fails to read.
 """
 
 import os
-import stat
 from typing import Dict, NamedTuple, Optional
 
 from archfs.errors import CorruptArchiveError, NotAnArchiveError
-from archfs.zipengine import format as fmt
-from archfs.zipengine.entries import NO_OWNER, EntryTable
-from archfs.zipengine.names import decode_name, safe_path
+from archfs.zipengine import format as fmt, records
+from archfs.zipengine.entries import EntryTable
 from archfs.zipengine.tree import Tree
 
 TAIL_SEARCH = fmt.EOCD.size + fmt.MAX_COMMENT
@@ -147,128 +145,35 @@ def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
         raise CorruptArchiveError(
             "%s: central directory (offset %d, %d bytes) lies outside the file (%d bytes)"
             % (path, end.cd_start, end.cd_size, file_size))
-    cd = pread_exact(fd, end.cd_size, end.cd_start)
-    if len(cd) != end.cd_size:
-        raise CorruptArchiveError("%s: central directory is cut short" % path)
     table = EntryTable()
     bad: Dict[int, str] = {}
-    _parse_records(cd, end, table, bad, path, progress)
-    tree = Tree(table)
-    for row in range(len(table)):
-        if not table.dead[row]:
-            tree.insert(row)
+    cursor = records.Cursor(end.cd_start, end.shift, path, progress)
+    records.parse_all(lambda size, pos: pread_exact(fd, size, pos), end.cd_start, end.cd_size,
+                      table, bad, cursor)
+    if cursor.count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
+        raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
+                                  % (path, cursor.count, end.entries))
+    tree = Tree.build(table)
     _mark_overlaps(table, bad, end.cd_start)
     return Parsed(table, tree, bad)
 
 
-def _parse_records(cd: bytes, end: EndRecord, table: EntryTable, bad, path, progress) -> None:
-    unpack = fmt.CENTRAL_HEADER.unpack_from
-    header_size = fmt.CENTRAL_HEADER.size
-    shift, base = end.shift, end.cd_start
-    limit = len(cd)
-    pos = 0
-    count = 0
-    tick = 1 << 16
-    add = table.add
-    while pos < limit:
-        if pos + header_size > limit:
-            raise CorruptArchiveError("%s: central directory record %d is cut short" % (path, count))
-        (sig, made_by, _needed, flags, method, dtime, ddate, crc, csize, usize,
-         nlen, xlen, clen, disk, _iattr, eattr, offset) = unpack(cd, pos)
-        if sig != fmt.CENTRAL_SIG:
-            raise CorruptArchiveError(
-                "%s: central directory record %d has a bad signature" % (path, count))
-        name_end = pos + header_size + nlen
-        rec_end = name_end + xlen + clen
-        if rec_end > limit:
-            raise CorruptArchiveError("%s: central directory record %d is cut short" % (path, count))
-        raw = cd[pos + header_size:name_end]
-        ascii_name = raw.isascii()
-        mtime_ns = None
-        uid = gid = NO_OWNER
-        unicode_path = None
-        # a record is kept verbatim when its name needs no flag change: plain
-        # ASCII reads the same either way, and setting the flag on the central
-        # record alone would contradict the local header (unzip -t warns)
-        canonical = ascii_name or bool(flags & fmt.FLAG_UTF8)
-        if xlen:
-            extra = cd[name_end:name_end + xlen]
-            kept = []
-            for tag, data in fmt.iter_extras(extra):
-                if tag == fmt.EXTRA_ZIP64:
-                    try:
-                        usize, csize, offset = fmt.parse_zip64(data, usize, csize, offset)
-                    except ValueError:
-                        bad[len(table)] = "broken zip64 extra field"
-                elif tag == fmt.EXTRA_TIMESTAMP:
-                    secs = fmt.parse_timestamp(data)
-                    if secs is not None and mtime_ns is None:
-                        mtime_ns = secs * 1_000_000_000
-                elif tag == fmt.EXTRA_NTFS:
-                    ns = fmt.parse_ntfs_mtime_ns(data)
-                    if ns is not None:
-                        mtime_ns = ns
-                elif tag == fmt.EXTRA_UNIX_OWNER:
-                    owner = fmt.parse_unix_owner(data)
-                    if owner is not None:
-                        uid, gid = owner
-                elif tag == fmt.EXTRA_UNICODE_PATH:
-                    if not ascii_name and not flags & fmt.FLAG_UTF8:
-                        unicode_path = fmt.parse_unicode_path(data, raw)
-                else:
-                    kept.append(fmt.build_extra(tag, data))
-            if kept:
-                table.extras[len(table)] = b"".join(kept)
-        name = decode_name(raw, bool(flags & fmt.FLAG_UTF8), unicode_path)
-        spath, is_dir = safe_path(name)
-        if mtime_ns is None:
-            mtime_ns = fmt.dos_to_ns(ddate, dtime)
-        mode = _mode(made_by >> 8, eattr, is_dir)
-        if clen:
-            table.comments[len(table)] = cd[rec_end - clen:rec_end]
-        # the local header must carry the name we will write: same bytes, and
-        # decoded the same way by readers that ignore the Unicode Path field
-        relocate = spath != name.rstrip("/") or not (ascii_name or canonical)
-        row = add(spath, offset + shift, csize, usize, crc, method, flags, mtime_ns, mode,
-                  uid, gid, base + pos if (canonical and not shift and not relocate) else -1,
-                  rec_end - pos, relocate)
-        if disk != 0:
-            bad[row] = "member on another disk of a split archive"
-        elif offset + shift >= end.cd_start:
-            bad[row] = "local header offset points past the member data"
-        pos = rec_end
-        count += 1
-        if progress is not None and count % tick == 0:
-            progress(count)
-    if count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
-        raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
-                                  % (path, count, end.entries))
-
-
-def _mode(host: int, eattr: int, is_dir: bool) -> int:
-    unix = eattr >> 16 if host == fmt.HOST_UNIX else 0
-    kind = stat.S_IFMT(unix)
-    if kind == stat.S_IFLNK:
-        return unix
-    if is_dir or kind == stat.S_IFDIR or eattr & fmt.DOS_DIRECTORY:
-        perm = unix & 0o7777 if unix else 0o755
-        return stat.S_IFDIR | (perm or 0o755)
-    if unix:
-        return stat.S_IFREG | (unix & 0o7777)
-    return stat.S_IFREG | (0o444 if eattr & fmt.DOS_READONLY else 0o644)
-
-
 def _mark_overlaps(table: EntryTable, bad: Dict[int, str], cd_start: int) -> None:
     """Members whose data runs into another member's header (a zip bomb trick)."""
-    rows = [r for r in range(len(table)) if not table.dead[r] and r not in bad]
-    offsets, csizes = table.offset, table.csize
-    if any(offsets[a] > offsets[b] for a, b in zip(rows, rows[1:])):
-        rows.sort(key=offsets.__getitem__)
-    for a, b in zip(rows, rows[1:]):
-        if offsets[a] == offsets[b] or offsets[a] + fmt.LOCAL_HEADER.size + csizes[a] > offsets[b]:
-            bad[a] = "member data overlaps another member"
-            bad[b] = "member data overlaps another member"
-    if rows:
-        last = rows[-1]
-        if offsets[last] + fmt.LOCAL_HEADER.size + csizes[last] > cd_start:
-            bad[last] = "member data runs into the central directory"
+    offsets, csizes, dead = table.offset, table.csize, table.dead
+    rows = range(len(table))
+    if dead.count(1) or any(a > b for a, b in zip(offsets, offsets[1:])):
+        rows = sorted((r for r in rows if not dead[r]), key=offsets.__getitem__)
+    header = fmt.LOCAL_HEADER.size
+    prev, prev_end = -1, 0
+    for r in rows:
+        start = offsets[r]
+        if prev >= 0 and start < prev_end:
+            why = "member data overlaps another member"
+            bad.setdefault(prev, why)
+            bad.setdefault(r, why)
+        end = start + header + csizes[r]
+        if end > prev_end or prev < 0:
+            prev, prev_end = r, end
+    if prev >= 0 and prev_end > cd_start and prev not in bad:
+        bad[prev] = "member data runs into the central directory"

@@ -30,6 +30,12 @@ from typing import Optional, Tuple
 
 NAME_MAX = 255
 _ODD = re.compile(r"[\\\x00]|//|^/|(?:^|/)\.\.?(?:/|$)")
+# the same test over many names joined with NUL (substring tests run in C,
+# a regex over megabytes of names does not), plus empty names
+_ODD_INSIDE = ("\\", "//", "\x00/", "\x00\x00") + tuple(
+    a + dots + b for a in "/\x00" for b in "/\x00" for dots in (".", ".."))
+_ODD_START = ("/", "./", "../", ".\x00", "..\x00", "\x00")
+_ODD_END = ("/.", "/..", "\x00.", "\x00..", "\x00")
 
 
 def decode_name(raw: bytes, utf8_flag: bool, unicode_path: Optional[str] = None) -> str:
@@ -47,6 +53,14 @@ def decode_name(raw: bytes, utf8_flag: bool, unicode_path: Optional[str] = None)
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("cp437")
+
+
+def has_odd_names(joined: str) -> bool:
+    """Whether any of the NUL-joined names needs ``safe_path`` or is empty."""
+    if not joined or joined in (".", "..") or joined.startswith(_ODD_START) \
+            or joined.endswith(_ODD_END):
+        return True
+    return any(odd in joined for odd in _ODD_INSIDE)
 
 
 def safe_path(name: str) -> Tuple[str, bool]:
@@ -82,6 +96,6 @@ def backup_spelling(path: str, number: int) -> str:
 
 def is_valid_new_name(path: str) -> bool:
     """Whether a path given by a user is already in safe spelling."""
-    if not path or _ODD.search(path) is not None:
+    if not path or path.endswith("/") or _ODD.search(path) is not None:
         return False
     return _components_fit(path)

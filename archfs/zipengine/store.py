@@ -79,6 +79,7 @@ from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, open_decrypt
 log = logging.getLogger("archfs.zip")
 
 LOCAL_OVERHEAD = fmt.LOCAL_HEADER.size + 50   # header plus typical name/extra, for accounting
+SMALL_ARCHIVE = 64 << 20     # rewriting this much is cheaper than leaving a gap at the start
 
 
 @dataclass
@@ -157,10 +158,10 @@ class ZipStore:
         self._committed_end = end.end
         self._end = end.end
         self._cd_start, self._cd_size = end.cd_start, end.cd_size
-        live = self._table.live()
-        self._prefix = min((self._table.offset[r] for r in live), default=end.cd_start)
-        self._dead = max(0, end.cd_start - self._prefix - sum(
-            LOCAL_OVERHEAD + self._table.csize[r] for r in live))
+        table = self._table
+        self._prefix = min(table.offset) if len(table) else end.cd_start
+        self._dead = max(0, end.cd_start - self._prefix - sum(table.csize)
+                         - LOCAL_OVERHEAD * len(table))
         self._remember_identity()
 
     def _recover(self, fd: int, size: int) -> EndRecord:
@@ -352,6 +353,8 @@ class ZipStore:
     # -- changes ----------------------------------------------------------------
 
     def _check_new_name(self, path: str) -> None:
+        if path == "":
+            raise IsADirectory("/: is the root directory")
         if not is_valid_new_name(path):
             raise InvalidArgument("%r: not a name a zip archive can hold "
                               "(backslashes read back as directory separators)" % path)
@@ -369,6 +372,8 @@ class ZipStore:
         """Store a local file as ``path``, replacing a file of that name."""
         self._check_writable()
         self._check_new_name(path)
+        with self._meta:
+            self._check_target(path, replace)
         if mtime_ns is None:
             mtime_ns = os.stat(local_file).st_mtime_ns
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
@@ -379,6 +384,8 @@ class ZipStore:
                   mtime_ns: Optional[int] = None, replace: bool = True) -> None:
         self._check_writable()
         self._check_new_name(path)
+        with self._meta:
+            self._check_target(path, replace)
         if mtime_ns is None:
             mtime_ns = time.time_ns()
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
@@ -419,12 +426,13 @@ class ZipStore:
                 self._dirty = True
 
     def _check_target(self, path: str, replace: bool) -> None:
-        self._check_parent(path)
         node, row = self._tree.lookup(path)
-        if node is not None:
-            raise IsADirectory("%s: is a directory" % path)
-        if row >= 0 and not replace:
-            raise FileAlreadyExistsError("%s: file exists" % path)
+        if node is not None or row >= 0:
+            if not replace:
+                raise FileAlreadyExistsError("%s: file exists" % (path or "/"))
+            if node is not None:
+                raise IsADirectory("%s: is a directory" % (path or "/"))
+        self._check_parent(path)
 
     def _appending(self, append) -> writer.Written:
         """Run an append at the end; on failure cut the partial bytes off again."""
@@ -443,12 +451,17 @@ class ZipStore:
         return written
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
+        """Create a directory; its parent must exist (as with mkdir(2))."""
         self._check_writable()
+        with self._meta:
+            if path in self._tree.dirs or path in self._tree.paths:
+                raise FileAlreadyExistsError("%s: file exists" % (path or "/"))
         self._check_new_name(path)
         with self._meta:
             self._check_parent(path)
-            if path in self._tree.dirs or path in self._tree.paths:
-                raise FileAlreadyExistsError("%s: file exists" % path)
+            parent = path.rpartition("/")[0]
+            if parent not in self._tree.dirs:
+                raise NoSuchFile("%s: no such directory" % parent)
         self._add_dir_entry(path, mode, time.time_ns(), must_be_new=True)
 
     def _add_dir_entry(self, path: str, mode: int, mtime_ns: int, must_be_new: bool) -> None:
@@ -602,7 +615,11 @@ class ZipStore:
             self._commit_locked()
             refill = self._fill_first_hole()
             if refill == "compact":
-                self._compact_locked()
+                if self._committed_end <= SMALL_ARCHIVE:
+                    self._compact_locked()
+                else:
+                    log.warning("%s: no entry fits where the first member was; 7-Zip may "
+                                "list stale members until 'archfs compact' is run", self.path)
             elif refill:
                 self._dirty = True
                 self._commit_locked()
@@ -674,7 +691,8 @@ class ZipStore:
         fd = self._file.fd
         if kind == "dir":
             now = time.time_ns()
-            written = writer.append_bytes(fd, start, value, b"", now, 0, is_dir=True)
+            written = writer.append_bytes(fd, start, value, b"", now, 0, is_dir=True,
+                                          times=False)
             with self._meta:
                 node = tree.dirs.get(value)
                 if node is None:
@@ -693,7 +711,8 @@ class ZipStore:
             return "compact"
         row = t.row(r)
         written = writer.append_copy(fd, start, row.name, row.is_dir, fd, found[1], row.csize,
-                                     row.usize, row.crc, row.method, row.flags, row.mtime_ns)
+                                     row.usize, row.crc, row.method, row.flags, row.mtime_ns,
+                                     times=False)
         with self._meta:
             if t.dead[r]:
                 return False
@@ -706,7 +725,7 @@ class ZipStore:
     def _hole_filler(self, live: List[int], hole: int):
         """("dir", path) or ("row", row) of an entry that fits in ``hole`` bytes."""
         t = self._table
-        overhead = fmt.LOCAL_HEADER.size + writer.TIME_EXTRAS_SIZE
+        overhead = fmt.LOCAL_HEADER.size       # fillers get headers without extras
         dirs = [p for p in self._tree.dirs if p and len(p.encode()) + 1 + overhead <= hole]
         if dirs:
             return "dir", min(dirs, key=len)

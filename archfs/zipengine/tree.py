@@ -13,6 +13,10 @@ name from a file.
 
 import stat
 from array import array
+import sys
+from collections import Counter
+from itertools import groupby
+from sys import intern
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from archfs.zipengine.entries import EntryTable
@@ -41,6 +45,51 @@ class Tree:
 
     # -- building -----------------------------------------------------------
 
+    @classmethod
+    def build(cls, table: EntryTable) -> "Tree":
+        """The tree of every live row.
+
+        When no two names clash (the usual case) this runs in a few passes
+        that Python executes in C: rows are grouped by parent directory with
+        one stable sort, so each directory's rows are a slice, in archive order.
+        """
+        tree = cls(table)
+        names, modes, dead = table.names, table.mode, table.dead
+        n = len(names)
+        paths = dict(zip(names, range(n)))
+        if len(paths) != n or "" in paths or dead.count(1):
+            for row in range(n):
+                if not dead[row]:
+                    tree.insert(row)
+            return tree
+        tree.paths = paths
+        parents = [intern(name.rpartition("/")[0]) for name in names]
+        for row in _directory_rows(modes):
+            tree.ensure_dir(names[row]).row = row
+            parents[row] = "\x00"     # sorts first; directories are not files of a parent
+        runs = [(parent, len(list(group))) for parent, group in groupby(parents)]
+        counts = Counter(parents)
+        if len(runs) == len(counts):        # each directory's rows already adjacent
+            at = 0
+            for parent, count in runs:
+                if parent != "\x00":
+                    node = tree.ensure_dir(parent)
+                    node.files = array("q", range(at, at + count))
+                    node.live = count
+                at += count
+            return tree
+        order = array("q", sorted(range(n), key=parents.__getitem__))
+        del parents
+        at = 0
+        for parent in sorted(counts):
+            count = counts[parent]
+            if parent != "\x00":
+                node = tree.ensure_dir(parent)
+                node.files = order[at:at + count]
+                node.live = count
+            at += count
+        return tree
+
     def insert(self, row: int) -> None:
         """Place a row under its (safe) name, settling clashes."""
         table = self.table
@@ -49,7 +98,9 @@ class Tree:
             self._insert_dir(path, row)
             return
         if not path:
-            path = self._respell(row, "unnamed")
+            path = table.names[row] = "unnamed"
+            table.relocate[row] = 1
+            table.touch(row)
         if path in self.dirs:
             path = self._respell(row, path)
         old = self.paths.get(path)
@@ -100,7 +151,7 @@ class Tree:
         parent_path, _, base = path.rpartition("/")
         parent = self.ensure_dir(parent_path)
         clash = self.paths.get(path)
-        if clash is not None:
+        if clash is not None and not stat.S_ISDIR(self.table.mode[clash]):
             self._respell(clash, path)          # a directory takes the name from a file
         node = self.dirs[path] = DirNode()
         parent.subdirs[base] = None
@@ -191,3 +242,18 @@ class Tree:
             self.paths.pop(path, None)
         parent, _, base = path.rpartition("/")
         self.dirs[parent].subdirs.pop(base, None)
+
+
+def _directory_rows(modes: array) -> List[int]:
+    """Rows whose mode is a directory, found without a Python loop over all rows."""
+    high = modes.tobytes()[1::2] if sys.byteorder == "little" else modes.tobytes()[0::2]
+    marks = high.translate(_IS_DIR_HIGH_BYTE)
+    rows = []
+    at = marks.find(1)
+    while at >= 0:
+        rows.append(at)
+        at = marks.find(1, at + 1)
+    return rows
+
+
+_IS_DIR_HIGH_BYTE = bytes(1 if (b << 8) & 0o170000 == stat.S_IFDIR else 0 for b in range(256))

@@ -51,13 +51,13 @@ def _time_extras(mtime_ns: int) -> bytes:
     return fmt.build_timestamp(mtime_ns // 1_000_000_000) + fmt.build_ntfs(mtime_ns)
 
 
-TIME_EXTRAS_SIZE = len(_time_extras(0))
-
 
 def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
-                 csize: int, usize: int, zip64: bool) -> bytes:
+                 csize: int, usize: int, zip64: bool, times: bool = True) -> bytes:
+    """A local header; ``times=False`` leaves out the timestamp extras (the
+    central record carries them anyway) for the smallest possible header."""
     date, dtime = fmt.ns_to_dos(mtime_ns)
-    extra = _time_extras(mtime_ns)
+    extra = _time_extras(mtime_ns) if times else b""
     if zip64:
         extra = fmt.build_zip64(usize, csize) + extra
         csize = usize = fmt.MAX32
@@ -91,7 +91,7 @@ class _Sink:
 
 
 def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level: int,
-                 is_dir: bool = False) -> Written:
+                 is_dir: bool = False, times: bool = True) -> Written:
     """Append a member whose whole content is in memory."""
     name = member_name_bytes(path, is_dir)
     crc = zlib.crc32(data)
@@ -101,7 +101,7 @@ def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level:
         if len(packed) < len(data):
             method, payload = fmt.DEFLATED, packed
     zip64 = len(data) >= ZIP64_THRESHOLD
-    header = local_header(name, method, 0, mtime_ns, crc, len(payload), len(data), zip64)
+    header = local_header(name, method, 0, mtime_ns, crc, len(payload), len(data), zip64, times)
     sink = _Sink(fd, at)
     sink.write(header)
     sink.write(payload)
@@ -141,7 +141,7 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
 
 def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_start: int,
                 csize: int, usize: int, crc: int, method: int, flags: int,
-                mtime_ns: int) -> Written:
+                mtime_ns: int, times: bool = True) -> Written:
     """Append an existing member's compressed bytes under a new local header.
 
     Used when a member's name changes: readers require the local header's
@@ -153,7 +153,7 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
     flags |= fmt.FLAG_UTF8
     zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
     header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
-                          csize, usize, zip64)
+                          csize, usize, zip64, times)
     os.pwrite(fd, header, at)
     pos = at + len(header)
     copy_range(src_fd, data_start, fd, pos, csize)
