@@ -280,3 +280,40 @@ def test_foreground_mount_runs_until_unmounted(kind, sample, tmp_path):
             daemon.wait(timeout=30)
     assert stored(kind, sample, "fg.txt") == b"foreground\n"
     assert "mounted" in daemon.stderr.read()
+
+
+def test_copy_back_failure_is_reported_and_nothing_is_lost(kind, tmp_path, mounter):
+    """The archive's disk is full but the local copies are elsewhere: fsync
+    says ENOSPC, unmount fails with one line naming where the content is."""
+    small = tmp_path / "small"
+    small.mkdir()
+    result = run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small], check=False)
+    if result.returncode != 0:
+        pytest.skip("needs permission to mount a small tmpfs (root): %s" % result.stderr.strip())
+    payload = os.urandom(600 * 1024)
+    try:
+        archive = build_archive(kind, small, {"a.txt": b"a\n"}, (), None)
+        m = mounter(archive, "tmpdir=%s" % (tmp_path / "scratch"), kind=kind)
+        (m / "big.bin").write_bytes(payload)
+        (m / "small.txt").write_bytes(b"fits\n")
+        fd = os.open(m / "big.bin", os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as caught:
+                os.fsync(fd)
+            assert caught.value.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        m.unmounted = True
+        ending = run([sys.executable, "-m", "archfs", "unmount", m.path], check=False)
+        assert ending.returncode == 1 and not is_mounted(m.path)
+        line = ending.stderr.strip()
+        assert len(line.splitlines()) == 1 and "big.bin" in line and "kept in" in line
+        places = line.split("kept in ", 1)[1].split(", ")
+        found = [p for place in places for p in Path(place).rglob("*")
+                 if p.is_file() and p.read_bytes() == payload]
+        assert found, "the unsaved content is not where the message says"
+        assert stored(kind, archive, "small.txt") == b"fits\n"
+        if kind == "zip":
+            check_zip(archive)
+    finally:
+        run(["umount", "-l", small], check=False)

@@ -172,7 +172,10 @@ class Committer:
             except Exception as exc:
                 log.error("copy-back of /%s failed at unmount: %s", entry.path, exc,
                           exc_info=not isinstance(exc, OSError))
-                lost.append((entry, str(exc)))
+                text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                lost.append((entry, "/%s: %s" % (entry.path, text)))
+            else:
+                self.files.maybe_retire(entry)
         try:
             self.commit()
         except Exception as exc:

@@ -188,7 +188,7 @@ class OpenFiles:
                 else:
                     entry = Entry(path, mode & 0o7777, in_archive=False)
                     entry.handles = entry.writers = 1
-                    entry.wfile = WriteFileIO(self.archive, path, self.scratch.new_file(),
+                    entry.wfile = WriteFileIO(self.archive, path, self.scratch.new_file(path),
                                               dirty=True, mode=entry.mode_bits)
                     with self._table_lock:
                         self._table[path] = entry
@@ -303,7 +303,7 @@ class OpenFiles:
         first ``keep`` bytes are copied when the file is about to be cut)."""
         if entry.wfile is not None:
             return entry.wfile
-        local = self.scratch.new_file()
+        local = self.scratch.new_file(entry.path)
         try:
             if keep != 0:
                 with self.archive.open(entry.path, "rb") as src, open(local, "wb") as dst:

@@ -38,6 +38,9 @@ class ArchiveOperations(mfusepy.Operations):
     """Serves one archive plugin through a ``MountSession``."""
 
     use_ns = True
+    # libfuse2: call read/write/getattr... of a file unlinked while open with
+    # path None (we use the handle) instead of failing them with ENOENT.
+    flag_nullpath_ok = True
 
     def __init__(self, session):
         self.session = session

@@ -4,9 +4,13 @@ It sits beside the archive when that directory is writable, so the local
 copies use the archive's own disk: a full disk shows up as ENOSPC at write(2)
 rather than later, at copy-back. Otherwise it goes to $TMPDIR. It is created
 on the first write (a read-only mount never makes one) and removed at
-unmount. Directories left by a daemon that died are removed at the next mount.
+unmount. Local files are named after their member, so that the directory of
+a daemon that died (or that kept files it could not store) can be searched by
+hand; the next mount removes such a directory only if it is empty, and
+otherwise names it in the log.
 """
 
+import logging
 import os
 import re
 import shutil
@@ -16,6 +20,8 @@ from typing import Optional
 
 PREFIX = ".archfs-scratch-"
 _STALE = re.compile(r"^\.archfs-scratch-(\d+)-")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger("archfs.mount")
 
 
 def choose_base(archive_location: str, override: Optional[str] = None) -> str:
@@ -39,7 +45,8 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(base: str) -> None:
-    """Remove scratch directories of daemons that are no longer running."""
+    """Remove empty scratch directories of daemons that no longer run; name
+    the others (they hold content that never reached an archive)."""
     try:
         names = os.listdir(base)
     except OSError:
@@ -47,7 +54,12 @@ def remove_stale(base: str) -> None:
     for name in names:
         match = _STALE.match(name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+            path = os.path.join(base, name)
+            try:
+                os.rmdir(path)
+            except OSError:
+                log.warning("%s holds files an earlier archfs could not store; "
+                            "look through it, then delete it", path)
 
 
 class Scratch:
@@ -62,15 +74,16 @@ class Scratch:
     def path(self) -> Optional[str]:
         return self._dir
 
-    def new_file(self) -> str:
-        """Path of a new empty file only this process uses."""
+    def new_file(self, member: str = "") -> str:
+        """Path of a new empty file only this process uses, named after ``member``."""
         with self._lock:
             if self._dir is None:
                 os.makedirs(self.base, exist_ok=True)
                 remove_stale(self.base)
                 self._dir = tempfile.mkdtemp(prefix="%s%d-" % (PREFIX, os.getpid()),
                                              dir=self.base)
-        fd, path = tempfile.mkstemp(dir=self._dir)
+        hint = _UNSAFE.sub("_", os.path.basename(member))[:80]
+        fd, path = tempfile.mkstemp(prefix=(hint + ".") if hint else "tmp", dir=self._dir)
         os.close(fd)
         return path
 

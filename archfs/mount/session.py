@@ -7,6 +7,7 @@ is not thrown away: it is moved to a rescue directory beside the archive and
 the failure becomes the daemon's exit status.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -47,16 +48,15 @@ class MountSession:
                 return
             self.finished = True
         lost = self.committer.close()
-        kept_scratch = False
+        keep_scratch = False
         if lost:
-            self.problem = self._rescue(lost)
-            kept_scratch = any(entry is None for entry, _ in lost)
+            self.problem, keep_scratch = self._rescue(lost)
         try:
             self.archive.close()
         except Exception as exc:
             log.error("closing the archive failed: %s", exc, exc_info=not isinstance(exc, OSError))
             self.problem = self.problem or "closing the archive failed: %s" % exc
-        if not kept_scratch:
+        if not keep_scratch:
             self.scratch.remove()
         if stats is not None:
             log.info("served reads=%d read_bytes=%d writes=%d write_bytes=%d "
@@ -64,24 +64,42 @@ class MountSession:
                      stats["writes"], stats["write_bytes"], self.committer.copy_backs,
                      self.committer.commits)
 
-    def _rescue(self, lost) -> str:
-        """Move unsaved local files where the user can find them."""
-        files = [(entry, reason) for entry, reason in lost if entry is not None]
+    def _rescue(self, lost):
+        """Copy unsaved local files where the user can find them.
+
+        Returns the problem to report and whether the scratch directory must
+        stay (a file that could not be copied out is kept where it is).
+        """
+        files = [entry for entry, _ in lost if entry is not None]
         reasons = "; ".join(reason for _, reason in lost)
         if not files:
-            return "not everything was committed: %s" % reasons
+            return "not everything was committed: %s" % reasons, True
         location = self.archive.location.rstrip("/")
         rescue = "%s.unsaved-%s" % (location, time.strftime("%Y%m%d-%H%M%S"))
         if not os.access(os.path.dirname(location) or "/", os.W_OK):
             rescue = os.path.join(self.scratch.base, os.path.basename(rescue))
-        for entry, _ in files:
+        places, keep_scratch = set(), False
+        for entry in files:
             target = os.path.join(rescue, entry.path)
             try:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 shutil.copyfile(entry.wfile.name, target)
             except OSError as exc:
-                log.error("could not rescue /%s to %s: %s", entry.path, target, exc)
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                log.error("could not copy /%s to %s (%s); it stays in %s", entry.path, target,
+                          exc, entry.wfile.name)
+                places.add(os.path.dirname(entry.wfile.name))
+                keep_scratch = True
                 continue
             log.error("unsaved content of /%s kept in %s", entry.path, target)
-        return "%d file(s) could not be stored in the archive (copies kept in %s): %s" % (
-            len(files), rescue, reasons)
+            places.add(rescue)
+        _remove_empty_tree(rescue)
+        return ("%d file(s) could not be stored in the archive (%s); their content is kept "
+                "in %s" % (len(files), reasons, ", ".join(sorted(places)))), keep_scratch
+
+
+def _remove_empty_tree(top: str) -> None:
+    for dirpath, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
