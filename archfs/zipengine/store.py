@@ -61,7 +61,7 @@ from archfs.errors import (
     ReadOnlyError,
     UnsupportedFeature,
 )
-from archfs.zipengine import compaction, format as fmt, recovery, writer
+from archfs.zipengine import compaction, format as fmt, indexcache, recovery, writer
 from archfs.zipengine.archivefile import ArchiveFile, fsync_dir
 from archfs.zipengine.centraldir import (
     EndRecord,
@@ -89,6 +89,8 @@ class StoreOptions:
     compact_ratio: float = 0.5
     compact_min: int = 8 << 20
     progress: Optional[Callable[[str, int, int], None]] = None
+    index_cache: bool = True           # save/load the member index of big archives
+    index_dir: Optional[str] = None    # default: $XDG_CACHE_HOME/archfs/index
 
 
 class ZipStore:
@@ -147,13 +149,23 @@ class ZipStore:
             end = self._recover(fd, size)
             size = os.fstat(fd).st_size
         started = time.monotonic()
-        parsed = read_central_directory(fd, size, end, self.path, self._progress_for("indexing"))
+        cached = None
+        if self.options.index_cache and end.entries >= indexcache.MIN_MEMBERS:
+            cached = indexcache.load(self.path, fd, end, self.options.index_dir)
+        if cached is not None:
+            self._table, self._tree, self._bad = cached
+            how = "loaded the saved index of"
+        else:
+            parsed = read_central_directory(fd, size, end, self.path,
+                                            self._progress_for("indexing", end.entries))
+            self._table, self._tree, self._bad = parsed.table, parsed.tree, parsed.bad
+            if self.options.index_cache and len(self._table) >= indexcache.MIN_MEMBERS:
+                indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,
+                                self.options.index_dir)
+            how = "indexed"
         elapsed = time.monotonic() - started
         if elapsed > 1:
-            log.info("indexed %d members of %s in %.1f s", len(parsed.table), self.path, elapsed)
-        self._table: EntryTable = parsed.table
-        self._tree: Tree = parsed.tree
-        self._bad = parsed.bad
+            log.info("%s %d members of %s in %.1f s", how, len(self._table), self.path, elapsed)
         self._comment = end.comment
         self._committed_end = end.end
         self._end = end.end
@@ -181,11 +193,11 @@ class ZipStore:
         log.warning("%s: recovered: dropped %d bytes of an unfinished commit", self.path, tail)
         return end
 
-    def _progress_for(self, what: str):
+    def _progress_for(self, what: str, total: int = 0):
         report = self.options.progress
         if report is None:
             return None
-        return lambda done: report(what, done, 0)
+        return lambda done: report(what, done, total)
 
     # -- identity: noticing changes by other programs --------------------------
 
@@ -871,9 +883,21 @@ class ZipStore:
         try:
             if self.writable and self._dirty and not self._broken:
                 self.commit()
+                self._save_index()
         finally:
             self._closed = True
             self._file.release()
+
+    def _save_index(self) -> None:
+        """Keep the saved index in step with what the last commit wrote."""
+        if not self.options.index_cache or len(self._table) < indexcache.MIN_MEMBERS:
+            return
+        fd = self._file.fd
+        end = read_end(fd, os.fstat(fd).st_size)
+        if end is not None:
+            with self._meta:
+                indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,
+                                self.options.index_dir)
 
 
 def _create_empty(path: str) -> None:

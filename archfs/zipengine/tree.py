@@ -67,11 +67,11 @@ class Tree:
         for row in _directory_rows(modes):
             tree.ensure_dir(names[row]).row = row
             parents[row] = "\x00"     # sorts first; directories are not files of a parent
-        runs = [(parent, len(list(group))) for parent, group in groupby(parents)]
         counts = Counter(parents)
-        if len(runs) == len(counts):        # each directory's rows already adjacent
+        if sum(1 for _ in groupby(parents)) == len(counts):   # directories already adjacent
             at = 0
-            for parent, count in runs:
+            for parent, group in groupby(parents):
+                count = sum(1 for _ in group)
                 if parent != "\x00":
                     node = tree.ensure_dir(parent)
                     node.files = array("q", range(at, at + count))
