@@ -1,0 +1,238 @@
+"""``archfs repair``: make a damaged archive readable again, losing nothing.
+
+Three cases, tried in order:
+
+1. The archive is clean: nothing is done.
+2. A complete commit is followed by other bytes (an unfinished commit, or
+   data some other program appended): the bytes after the newest good end
+   record are cut off. Bytes that do not look like archfs's own unfinished
+   commit are first copied to ``ARCHIVE.archfs-tail-N`` so nothing is lost.
+3. No end record checks out at all (a truncated download, a broken disk):
+   members are salvaged by walking the local headers from the start. A
+   member counts only if its data decodes and its CRC matches; a new central
+   directory listing those members is appended at the end of the file, so
+   no existing byte is overwritten.
+"""
+
+import bz2
+import lzma
+import os
+import zlib
+from typing import Callable, List, NamedTuple, Optional
+
+from archfs.errors import NotAnArchiveError
+from archfs.zipengine import format as fmt, recovery, writer
+from archfs.zipengine.centraldir import pread_exact, read_end
+from archfs.zipengine.names import decode_name, safe_path
+
+SCAN = 1 << 20
+
+
+class Outcome(NamedTuple):
+    action: str          # "clean", "cut", "salvaged"
+    detail: str
+    members: int
+
+
+class Salvaged(NamedTuple):
+    name: str
+    offset: int
+    flags: int
+    method: int
+    crc: int
+    csize: int
+    usize: int
+    mtime_ns: int
+
+
+def repair(path: str, progress: Optional[Callable[[str, int, int], None]] = None) -> Outcome:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if read_end(fd, size) is not None:
+            return Outcome("clean", "%s: nothing to repair" % path, -1)
+        end = recovery.find_last_good_end(fd, size, path)
+        if end is not None:
+            return _cut(fd, path, end, size)
+        return _salvage(fd, path, size, progress)
+    finally:
+        os.close(fd)
+
+
+def _cut(fd: int, path: str, end, size: int) -> Outcome:
+    tail = size - end.end
+    kept = ""
+    if not recovery.is_own_tail(fd, end.end, size):
+        side = _free_name(path + ".archfs-tail")
+        with open(side, "xb") as out:
+            writer.copy_range(fd, end.end, out.fileno(), 0, tail)
+            out.flush()
+            os.fsync(out.fileno())
+        kept = "; they were saved to %s" % side
+    recovery.cut_tail(fd, end.end)
+    return Outcome("cut", "%s: removed %d bytes after the last complete commit%s"
+                   % (path, tail, kept), -1)
+
+
+def _free_name(base: str) -> str:
+    n = 1
+    while os.path.exists("%s-%d" % (base, n)):
+        n += 1
+    return "%s-%d" % (base, n)
+
+
+def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
+    found: List[Salvaged] = []
+    pos = 0
+    while pos < size:
+        block = pread_exact(fd, min(SCAN + 3, size - pos), pos)
+        hit = block.find(fmt.LOCAL_SIG)
+        if hit < 0:
+            pos += SCAN
+            continue
+        at = pos + hit
+        member = _member_at(fd, at, size)
+        if member is None:
+            pos = at + 1
+            continue
+        entry, next_pos = member
+        found.append(entry)
+        pos = next_pos
+        if progress is not None:
+            progress("salvaging", pos, size)
+    if not found:
+        raise NotAnArchiveError("%s: no intact member found; nothing to salvage" % path)
+    names = set()
+    records = []
+    for entry in found:
+        name, is_dir = safe_path(entry.name)
+        name = name or "unnamed"
+        while name in names:
+            name += ".~1~"
+        names.add(name)
+        mode = (0o40755 if is_dir else 0o100644)
+        records.append(writer.central_record(
+            name, mode, entry.flags, entry.method, entry.mtime_ns, entry.crc, entry.csize, entry.usize, entry.offset,
+            -1, -1))
+    cd_start = size
+    pos = cd_start
+    for record in records:
+        pos = writer.write_all(fd, record, pos)
+    writer.write_all(fd, writer.end_records(cd_start, pos - cd_start, len(records), b""), pos)
+    os.fsync(fd)
+    return Outcome("salvaged", "%s: salvaged %d members into a new central directory"
+                   % (path, len(records)), len(records))
+
+
+def _member_at(fd: int, at: int, size: int):
+    """(Salvaged, position after it) for an intact member at ``at``, else None."""
+    found = fmt.read_local_header(lambda n, p: pread_exact(fd, n, p), at)
+    if found is None:
+        return None
+    fields, data_start = found
+    (_sig, _need, flags, method, dtime, ddate, crc, csize, usize, nlen, xlen) = fields
+    if data_start > size or flags & fmt.FLAG_ENCRYPTED:
+        return None
+    raw = pread_exact(fd, nlen, at + fmt.LOCAL_HEADER.size)
+    extra = pread_exact(fd, xlen, at + fmt.LOCAL_HEADER.size + nlen)
+    mtime_ns = fmt.dos_to_ns(ddate, dtime)
+    unicode_path = None
+    for tag, data in fmt.iter_extras(extra):
+        if tag == fmt.EXTRA_ZIP64 and (csize == fmt.MAX32 or usize == fmt.MAX32) and len(data) >= 16:
+            usize = int.from_bytes(data[0:8], "little")
+            csize = int.from_bytes(data[8:16], "little")
+        elif tag == fmt.EXTRA_TIMESTAMP and fmt.parse_timestamp(data) is not None:
+            mtime_ns = fmt.parse_timestamp(data) * 1_000_000_000
+        elif tag == fmt.EXTRA_UNICODE_PATH:
+            unicode_path = fmt.parse_unicode_path(data, raw)
+    name = decode_name(raw, bool(flags & fmt.FLAG_UTF8), unicode_path)
+    if flags & fmt.FLAG_DESCRIPTOR:
+        if method == fmt.STORED:
+            measured = _stored_with_descriptor(fd, data_start, size)
+        else:
+            measured = _measure(fd, data_start, size, method)
+        if measured is None:
+            return None
+        csize, usize, crc, after = measured
+        descriptor = pread_exact(fd, 16, after)
+        skip = 4 if descriptor[:4] == fmt.DESCRIPTOR_SIG else 0
+        if int.from_bytes(descriptor[skip:skip + 4], "little") != crc:
+            return None
+        return Salvaged(name, at, flags, method, crc, csize, usize, mtime_ns), after + skip + 12
+    if data_start + csize > size:
+        return None
+    measured = _measure(fd, data_start, data_start + csize, method)
+    if measured is None or measured[0] != csize or measured[1] != usize or measured[2] != crc:
+        return None
+    return Salvaged(name, at, flags, method, crc, csize, usize, mtime_ns), data_start + csize
+
+
+def _measure(fd: int, start: int, limit: int, method: int):
+    """(csize, usize, crc, end) of the member data at ``start``.
+
+    A compressed stream ends by itself; a stored one with known size ends at
+    ``limit``. Output is counted in bounded pieces, never held whole.
+    """
+    if method == fmt.STORED:
+        crc = 0
+        pos = start
+        while pos < limit:
+            chunk = pread_exact(fd, min(SCAN, limit - pos), pos)
+            if not chunk:
+                return None
+            crc = zlib.crc32(chunk, crc)
+            pos += len(chunk)
+        return limit - start, limit - start, crc, limit
+    if method == fmt.DEFLATED:
+        decoder = zlib.decompressobj(-15)
+    elif method == fmt.BZIP2:
+        decoder = bz2.BZ2Decompressor()
+    else:
+        return None
+    pos, usize, crc = start, 0, 0
+    try:
+        while pos < limit:
+            chunk = pread_exact(fd, min(SCAN, limit - pos), pos)
+            if not chunk:
+                return None
+            pending = chunk
+            while True:
+                out = decoder.decompress(pending, SCAN)
+                usize += len(out)
+                crc = zlib.crc32(out, crc)
+                if decoder.eof:
+                    end = pos + len(chunk) - len(decoder.unused_data)
+                    return end - start, usize, crc, end
+                if method == fmt.DEFLATED:
+                    pending = decoder.unconsumed_tail
+                    if not pending:
+                        break
+                else:
+                    if decoder.needs_input:
+                        break
+                    pending = b""
+            pos += len(chunk)
+    except (zlib.error, OSError, ValueError, EOFError, lzma.LZMAError):
+        return None
+    return None
+
+
+def _stored_with_descriptor(fd: int, data_start: int, size: int):
+    """(csize, usize, crc, end of data) of a stored member whose sizes are only
+    in its data descriptor: the first descriptor whose size and CRC fit."""
+    pos = data_start
+    while pos < size:
+        block = pread_exact(fd, min(SCAN + 16, size - pos), pos)
+        hit = block.find(fmt.DESCRIPTOR_SIG)
+        while hit >= 0:
+            at = pos + hit
+            fields = pread_exact(fd, 16, at)
+            crc = int.from_bytes(fields[4:8], "little")
+            csize = int.from_bytes(fields[8:12], "little")
+            if csize == at - data_start:
+                measured = _measure(fd, data_start, at, fmt.STORED)
+                if measured is not None and measured[2] == crc:
+                    return csize, csize, crc, at
+            hit = block.find(fmt.DESCRIPTOR_SIG, hit + 1)
+        pos += SCAN
+    return None
