@@ -8,11 +8,11 @@ from archfs import __version__
 
 EXAMPLES = """\
 examples:
-  archfs mount photos.zip ~/photos        mount read-write, in the background
-  ls -l ~/photos; cp *.jpg ~/photos/2024/  use it like any folder
-  archfs unmount ~/photos                 commit everything and unmount
-  archfs mount -o ro photos.zip ~/photos  read-only
-  archfs mount -f -v data/ ~/mnt          a directory, in the foreground, with a debug log
+  archfs mount photos.zip ~/photos         mount read-write, in the background
+  ls ~/photos; cp a.jpg ~/photos/2024/     then use it like any folder
+  archfs unmount ~/photos                  commit everything and unmount
+  archfs mount -o ro photos.zip ~/photos   read-only
+  archfs mount -f -v data/ ~/mnt           a directory, in the foreground, debug log
 """
 
 

@@ -317,3 +317,54 @@ def test_copy_back_failure_is_reported_and_nothing_is_lost(kind, tmp_path, mount
             check_zip(archive)
     finally:
         run(["umount", "-l", small], check=False)
+
+
+def test_writers_of_one_path_share_its_content(sample_mount, kind, tmp_path):
+    m = sample_mount
+    path = m / "data/numbers.bin"
+    reader = open(path, "rb")  # opened before any write: must see the writes too
+    try:
+        first = os.open(path, os.O_WRONLY)
+        second = os.open(path, os.O_RDWR)
+        os.pwrite(first, b"AAAA", 0)
+        os.pwrite(second, b"BBBB", 8)
+        assert os.pread(second, 12, 0) == b"AAAA" + SAMPLE["data/numbers.bin"][4:8] + b"BBBB"
+        os.ftruncate(second, 16)  # truncate through an open file
+        os.close(first)
+        assert reader.read() == (b"AAAA" + SAMPLE["data/numbers.bin"][4:8] + b"BBBB"
+                                 + SAMPLE["data/numbers.bin"][12:16])
+        os.close(second)
+    finally:
+        reader.close()
+    assert os.stat(path).st_size == 16
+    m.unmount()
+    root = extract(kind, m.archive, tmp_path)
+    assert (root / "data/numbers.bin").read_bytes() == (
+        b"AAAA" + SAMPLE["data/numbers.bin"][4:8] + b"BBBB" + SAMPLE["data/numbers.bin"][12:16])
+
+
+def test_parallel_writers_of_different_files(empty_mount, kind, tmp_path):
+    import threading
+    m = empty_mount
+    contents = {"w%02d/file.bin" % i: os.urandom(150_000 + i) for i in range(12)}
+    errors = []
+
+    def writer(name, data):
+        try:
+            (m / name).parent.mkdir()
+            with open(m / name, "wb") as f:
+                for start in range(0, len(data), 10_000):
+                    f.write(data[start:start + 10_000])
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=item) for item in contents.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all((m / name).read_bytes() == data for name, data in contents.items())
+    m.unmount()
+    root = extract(kind, m.archive, tmp_path)
+    assert {name: (root / name).read_bytes() for name in contents} == contents

@@ -73,8 +73,14 @@ class Committer:
 
     def fsync(self, entry: Optional[Entry]) -> None:
         """Copy back ``entry`` (even if open) and commit; raises on failure."""
-        if entry is not None and self.files.copy_back(entry, force=True):
-            self.copy_backs += 1
+        if entry is not None:
+            try:
+                if self.files.copy_back(entry, force=True):
+                    self.copy_backs += 1
+            except Exception:
+                if entry.writers == 0 and self.interval > 0:
+                    self.unsaved(entry)  # its last writer has gone: retry in the background
+                raise
         self.commit()
 
     def commit(self) -> None:

@@ -26,6 +26,7 @@ from typing import List, Optional
 
 from archfs.mount import fuselib, preflight, statefiles
 from archfs.mount.options import MountOptions, OptionError, check_plugin_options
+from archfs.mount.scratch import remove_stale
 
 log = logging.getLogger("archfs.mount")
 
@@ -87,7 +88,8 @@ class Reporter:
 
 
 def setup_logging(request: MountRequest, log_file: Optional[str]) -> None:
-    level = logging.DEBUG if request.verbose else logging.WARNING if request.quiet else logging.INFO
+    level = (logging.DEBUG if request.verbose
+             else logging.WARNING if request.quiet else logging.INFO)
     if log_file:
         handler = logging.FileHandler(log_file)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -222,6 +224,10 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
         reporter.ready()
 
     session = MountSession(archive, request.options, on_ready=on_ready)
+    if not read_only:
+        for path in remove_stale(session.scratch.base):
+            reporter.warn("%s holds files an earlier archfs could not store; look through "
+                          "it, then delete it" % path)
     operations = ArchiveOperations(session)
     statefiles.write_running(request.mountpoint, {
         "archive": request.archive, "log_file": request.log_file,

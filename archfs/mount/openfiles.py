@@ -36,7 +36,6 @@ from archfs.errors import (
     DirectoryNotEmpty,
     FileAlreadyExistsError,
     IsADirectory,
-    NoSuchFile,
     ReadOnlyError,
 )
 from archfs.mount.kernelcache import KernelCachePolicy

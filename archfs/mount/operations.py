@@ -49,12 +49,16 @@ class ArchiveOperations(mfusepy.Operations):
         self.committer = session.committer
         self.uid = os.getuid()
         self.gid = os.getgid()
+        # Like tar: only root keeps the owners an archive records; for anyone
+        # else a member made on another machine would be unwritable.
+        self.keep_owners = os.geteuid() == 0
         self.stats = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
 
     # -- life cycle ----------------------------------------------------------
 
     def init_with_config(self, conn_info, config_3):
-        self.committer.start()
+        if self.archive.writable:
+            self.committer.start()
         self.session.mounted()
 
     def destroy(self, path):
@@ -71,8 +75,8 @@ class ArchiveOperations(mfusepy.Operations):
             "st_mtime": st.mtime_ns,
             "st_ctime": st.mtime_ns,
             "st_atime": st.mtime_ns,
-            "st_uid": self.uid if st.uid is None else st.uid,
-            "st_gid": self.gid if st.gid is None else st.gid,
+            "st_uid": st.uid if self.keep_owners and st.uid is not None else self.uid,
+            "st_gid": st.gid if self.keep_owners and st.gid is not None else self.gid,
         }
 
     @fuse_errors

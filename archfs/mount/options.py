@@ -119,6 +119,6 @@ def describe() -> str:
     width = max(len(name) for name in KNOWN) + 8
     lines = []
     for name, (takes_value, text) in KNOWN.items():
-        label = name + ("=N" if takes_value and name != "tmpdir" else "=DIR" if takes_value else "")
+        label = name + ("" if not takes_value else "=DIR" if name == "tmpdir" else "=N")
         lines.append("  %-*s %s" % (width, label, text))
     return "\n".join(lines)

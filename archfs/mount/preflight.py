@@ -24,8 +24,8 @@ def check_fuse_device(device: str = None) -> None:
     try:
         st = os.stat(device)
     except FileNotFoundError:
-        raise MountError("%s does not exist: load the fuse kernel module "
-                         "(modprobe fuse) or, in a container, pass the device in" % device) from None
+        raise MountError("%s does not exist: load the fuse kernel module (modprobe fuse) "
+                         "or, in a container, pass the device in" % device) from None
     except OSError as exc:
         raise MountError("cannot use %s: %s" % (device, exc.strerror)) from None
     if not _stat.S_ISCHR(st.st_mode):

@@ -7,21 +7,19 @@ on the first write (a read-only mount never makes one) and removed at
 unmount. Local files are named after their member, so that the directory of
 a daemon that died (or that kept files it could not store) can be searched by
 hand; the next mount removes such a directory only if it is empty, and
-otherwise names it in the log.
+otherwise warns about it.
 """
 
-import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
-from typing import Optional
+from typing import List, Optional
 
 PREFIX = ".archfs-scratch-"
 _STALE = re.compile(r"^\.archfs-scratch-(\d+)-")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-log = logging.getLogger("archfs.mount")
 
 
 def choose_base(archive_location: str, override: Optional[str] = None) -> str:
@@ -44,22 +42,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(base: str) -> None:
-    """Remove empty scratch directories of daemons that no longer run; name
+def remove_stale(base: str) -> List[str]:
+    """Remove empty scratch directories of daemons that no longer run; return
     the others (they hold content that never reached an archive)."""
     try:
         names = os.listdir(base)
     except OSError:
-        return
-    for name in names:
+        return []
+    kept = []
+    for name in sorted(names):
         match = _STALE.match(name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
             path = os.path.join(base, name)
             try:
                 os.rmdir(path)
             except OSError:
-                log.warning("%s holds files an earlier archfs could not store; "
-                            "look through it, then delete it", path)
+                kept.append(path)
+    return kept
 
 
 class Scratch:
@@ -79,7 +78,6 @@ class Scratch:
         with self._lock:
             if self._dir is None:
                 os.makedirs(self.base, exist_ok=True)
-                remove_stale(self.base)
                 self._dir = tempfile.mkdtemp(prefix="%s%d-" % (PREFIX, os.getpid()),
                                              dir=self.base)
         hint = _UNSAFE.sub("_", os.path.basename(member))[:80]

@@ -33,7 +33,8 @@ def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
     result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        message = (result.stderr.strip().splitlines() or ["exit status %d" % result.returncode])[-1]
+        lines = result.stderr.strip().splitlines()
+        message = lines[-1] if lines else "exit status %d" % result.returncode
         if "busy" in message.lower():
             raise UnmountError("%s is busy (a process has a file or directory open there); "
                                "close it, or use archfs unmount --lazy" % mountpoint)
