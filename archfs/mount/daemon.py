@@ -213,6 +213,7 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
             statefiles.unlock_archive(os.path.realpath(request.archive), request.lock_fd)
         return 1
 
+    os.chdir("/")  # do not keep the caller's directory busy (the archive is open now)
     capture = None
 
     def on_ready():

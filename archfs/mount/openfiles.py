@@ -431,6 +431,12 @@ class OpenFiles:
                 stack.enter_context(entry.lock)
             yield
 
+    def _keep_content(self, entry: Entry) -> None:
+        """(caller holds the entry's lock) Before the archive loses the member
+        of an open entry, copy it locally: its handles must go on working."""
+        if entry.handles and entry.wfile is None and entry.in_archive:
+            self._materialize(entry)
+
     def _detach(self, entry: Entry) -> None:
         """Take an entry out of the table as removed (caller holds its lock);
         open handles keep working on it until released."""
@@ -470,6 +476,7 @@ class OpenFiles:
             else:
                 with entry.lock:  # waits for a copy-back under way
                     if entry.in_archive:
+                        self._keep_content(entry)
                         self.on_change()
                         self.archive.remove(path)
                     self._detach(entry)
@@ -506,6 +513,8 @@ class OpenFiles:
                 for entry in moving + replaced:
                     if entry.dirty and not entry.unlinked:
                         self._copy_back_locked(entry, force=True)
+                for entry in replaced:
+                    self._keep_content(entry)
                 self.on_change()
                 self.archive.rename(old, new)
                 for entry in replaced:
