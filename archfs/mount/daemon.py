@@ -296,8 +296,22 @@ def _read_reports(fd: int, quiet: bool):
     return False, None
 
 
+LOG_ROTATE_BYTES = 10 << 20
+
+
+def _rotate(log_file: str) -> None:
+    """Keep one older log when the default log has grown large."""
+    try:
+        if os.path.getsize(log_file) > LOG_ROTATE_BYTES:
+            os.replace(log_file, log_file + ".1")
+    except OSError:
+        pass
+
+
 def run_background(request: MountRequest) -> int:
     log_file = request.log_file or statefiles.log_path(request.mountpoint)
+    if not request.log_file:
+        _rotate(log_file)
     request.log_file = log_file
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()

@@ -49,6 +49,8 @@ def check_mountpoint(path: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         raise MountError("mountpoint does not exist: %s" % path) from None
+    except PermissionError:
+        raise MountError("permission denied: cannot reach mountpoint %s" % path) from None
     except OSError as exc:
         if mounttable.mount_type(path):
             raise MountError("mountpoint %s is a broken mount (%s): run archfs unmount %s"
