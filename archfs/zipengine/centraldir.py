@@ -10,6 +10,7 @@ only that member fails to read.
 """
 
 import os
+import struct
 from typing import Dict, NamedTuple, Optional
 
 from archfs.errors import CorruptArchiveError, NotAnArchiveError
@@ -148,8 +149,14 @@ def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
     table = EntryTable()
     bad: Dict[int, str] = {}
     cursor = records.Cursor(end.cd_start, end.shift, path, progress)
-    records.parse_all(lambda size, pos: pread_exact(fd, size, pos), end.cd_start, end.cd_size,
-                      table, bad, cursor)
+    try:
+        records.parse_all(lambda size, pos: pread_exact(fd, size, pos), end.cd_start,
+                          end.cd_size, table, bad, cursor)
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        # every check the parser makes raises CorruptArchiveError itself; this
+        # is the net for a crafted record no check foresaw
+        raise CorruptArchiveError("%s: damaged central directory record %d (%s)"
+                                  % (path, cursor.count, exc)) from None
     if cursor.count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
         raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
                                   % (path, cursor.count, end.entries))

@@ -146,9 +146,17 @@ def parse_ntfs_mtime_ns(data: bytes) -> Optional[int]:
         pos += 4
         if tag == 1 and size >= 8 and pos + 8 <= len(data):
             ticks = int.from_bytes(data[pos:pos + 8], "little")
-            return ticks * 100 - _NTFS_EPOCH_OFFSET * 1_000_000_000
+            return clamp_ns(ticks * 100 - _NTFS_EPOCH_OFFSET * 1_000_000_000)
         pos += size
     return None
+
+
+MAX_NS = (1 << 63) - 1
+
+
+def clamp_ns(ns: int) -> int:
+    """A time in ns that fits st_mtime (signed 64 bits), whatever an archive says."""
+    return max(-MAX_NS, min(MAX_NS, ns))
 
 
 def build_ntfs(mtime_ns: int) -> bytes:

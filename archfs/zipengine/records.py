@@ -126,6 +126,8 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
     names = text.split("\x00")
     modes = _modes(heads, k, names, text, cur)
     if ntfs is not None:
+        if max(ntfs) >= (fmt.MAX_NS + _NTFS_EPOCH_NS) // 100:
+            return False      # a time past year 2262: clamp it record by record
         mtimes = array("q", [t * 100 - _NTFS_EPOCH_NS for t in ntfs])
     elif ut is not None:
         mtimes = array("q", [t * NS for t in ut])
@@ -329,13 +331,21 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
     # decoded the same way by readers that ignore the Unicode Path field
     relocate = spath != name.rstrip("/") or not canonical
     shift = cur.shift
-    table.add(spath, offset + shift, csize, usize, crc, method, flags, mtime_ns, mode,
+    start = offset + shift
+    if start > fmt.MAX_NS:
+        start = 0
+        bad[row] = "local header offset %d is beyond any file size" % offset
+    table.add(spath, start, csize, usize, crc, method, flags, mtime_ns, mode,
               uid, gid, base + pos if (canonical and not shift and not relocate) else -1,
               rec_end - pos, relocate)
-    if disk != 0:
+    if row in bad:
+        pass
+    elif disk != 0:
         bad[row] = "member on another disk of a split archive"
-    elif offset + shift >= cur.cd_start:
+    elif start >= cur.cd_start:
         bad[row] = "local header offset points past the member data"
+    elif usize > fmt.MAX_NS or csize > fmt.MAX_NS:
+        bad[row] = "declared size %d is beyond any file size" % max(usize, csize)
 
 
 def parse_all(read, cd_start: int, cd_size: int, table: EntryTable, bad, cur: Cursor) -> None:
