@@ -13,6 +13,7 @@ import os
 import shutil
 import stat as _stat
 import tempfile
+import threading
 import time
 import urllib.parse
 from typing import List, Optional, Tuple
@@ -122,7 +123,7 @@ class FilesystemArchive(AbstractArchive):
             raise ValueError("FilesystemArchive mode must be 'r', 'w' or 'a', not %r" % (mode,))
         self._mode = mode
         self._closed = False
-        self._unsynced = set()  # local paths whose metadata or entries changed
+        self._unsynced = _PathSet()  # local paths whose metadata or entries changed
         path = _path_from_url(url)
         self._single = None  # the one member when the url names a file
         if os.path.isfile(path):
@@ -221,7 +222,7 @@ class FilesystemArchive(AbstractArchive):
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append(entry)
-                else:
+                elif not _is_temp(entry.name):
                     names.append(prefix + entry.name)
             for entry in subdirs:
                 visit(entry.path, prefix + entry.name + "/")
@@ -338,7 +339,7 @@ class FilesystemArchive(AbstractArchive):
             return [(self._single, _stat.S_IFMT(st.st_mode))]
         try:
             with os.scandir(local) as it:
-                entries = [(e.name, _entry_type(e)) for e in it]
+                entries = [(e.name, _entry_type(e)) for e in it if not _is_temp(e.name)]
         except OSError as exc:
             raise _archfs_error(exc, name) from None
         return sorted(entries)
@@ -509,8 +510,7 @@ class FilesystemArchive(AbstractArchive):
         publishes them); this makes the renames, creations, removals and
         metadata changes durable too.
         """
-        pending, self._unsynced = self._unsynced, set()
-        for path in sorted(pending):
+        for path in sorted(self._unsynced.take_all()):
             try:
                 _fsync_path(path)
             except (FileNotFoundError, PermissionError):
@@ -544,3 +544,33 @@ def _entry_type(entry: os.DirEntry) -> int:
     if entry.is_file(follow_symlinks=False):
         return _stat.S_IFREG
     return _stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+
+
+def _is_temp(name: str) -> bool:
+    """Our own copy-back files, which live beside their target until renamed."""
+    return name.startswith(_TEMP_PREFIX) and name.endswith(".tmp")
+
+
+class _PathSet:
+    """A set of paths that many threads add to while commit takes it whole."""
+
+    def __init__(self):
+        self._paths = set()
+        self._lock = threading.Lock()
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self._paths.add(path)
+
+    def update(self, paths) -> None:
+        with self._lock:
+            self._paths.update(paths)
+
+    def discard(self, path: str) -> None:
+        with self._lock:
+            self._paths.discard(path)
+
+    def take_all(self) -> set:
+        with self._lock:
+            taken, self._paths = self._paths, set()
+        return taken

@@ -8,7 +8,8 @@ from many threads at once.
 Options (``opts``): ``password`` (str or bytes) or ``password_file`` (path;
 first line) for traditional PKWARE encryption, else the environment variable
 ``ARCHFS_PASSWORD``; ``compression_level`` (0-9, default 6; 0 stores);
-``compact_ratio``; ``progress`` (a callable ``(what, done, total)``).
+``compact_ratio``; ``index_cache`` (``0`` not to save/load the member index of
+big archives); ``progress`` (a callable ``(what, done, total)``).
 Mode ``'r'`` opens read-only; ``'w'``, ``'a'`` or any mode with ``'+'`` opens
 read-write and creates a missing archive (an existing one is never
 truncated, unlike ``zipfile``'s ``'w'``).
@@ -66,6 +67,8 @@ class ZipfileArchive(AbstractArchive):
     mimetypes = ["application/zip", "application/x-zip-compressed"]
     suffixes = (".zip", ".jar", ".cbz")
     magic = (b"PK\x03\x04", b"PK\x05\x06")
+    # the -o mount options passed through to this plugin (see the module docstring)
+    options = ("password", "password_file", "compression_level", "compact_ratio", "index_cache")
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
         super().__init__(self.name, self.description, self.authors, self.version, self.url,
@@ -81,6 +84,7 @@ class ZipfileArchive(AbstractArchive):
             password=_password(opts),
             compact_ratio=float(opts.get("compact_ratio", 0.5)),
             progress=opts.get("progress"),
+            index_cache=str(opts.get("index_cache", "1")).lower() not in ("0", "no", "off", "false"),
         )
         self._store = ZipStore(self._path, writable, options)
         self._tmpdir: Optional[str] = None

@@ -62,12 +62,13 @@ def rewrite(path: str, src, prefix: int, rows, extras, comment: bytes, progress=
                 raise CorruptMemberError("%s: local header is damaged; cannot compact" % row.name)
             written = writer.append_copy(fd, pos, row.name, row.is_dir, src.fd, found[1],
                                          row.csize, row.usize, row.crc, row.method, row.flags,
-                                         row.mtime_ns)
+                                         row.mtime_ns, dos=row.dos)
             offsets[row.offset] = pos
             kept, comment_r = extras.get(r, (b"", b""))
             central.append((r, writer.central_record(
                 row.name, row.mode, written.flags, row.method, row.mtime_ns,
-                row.crc, row.csize, row.usize, pos, row.uid, row.gid, kept, comment_r)))
+                row.crc, row.csize, row.usize, pos, row.uid, row.gid, kept, comment_r,
+                dos=row.dos)))
             pos = written.end
             if progress is not None and done % 4096 == 0:
                 progress(done)

@@ -9,7 +9,7 @@ the tree always means the same member.
 
 import stat
 from array import array
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 NO_OWNER = -1
 
@@ -28,6 +28,7 @@ class Row(NamedTuple):
     mode: int         # full st_mode
     uid: int          # NO_OWNER when the archive records none
     gid: int
+    dos: Optional[Tuple[int, int]] = None   # stored MS-DOS (date, time), kept when it matters
 
     @property
     def is_dir(self) -> bool:
@@ -67,6 +68,9 @@ class EntryTable:
         self.relocate = bytearray()
         self.extras: Dict[int, bytes] = {}
         self.comments: Dict[int, bytes] = {}
+        # the stored MS-DOS time of encrypted members: with a data descriptor
+        # their password check byte is taken from it, so it must never change
+        self.raw_dos: Dict[int, Tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.names)
@@ -96,7 +100,7 @@ class EntryTable:
     def row(self, i: int) -> Row:
         return Row(self.names[i], self.offset[i], self.csize[i], self.usize[i],
                    self.crc[i], self.method[i], self.flags[i], self.mtime_ns[i],
-                   self.mode[i], self.uid[i], self.gid[i])
+                   self.mode[i], self.uid[i], self.gid[i], self.raw_dos.get(i))
 
     def copy_as(self, i: int, new_name: str) -> int:
         """A new row for member ``i`` under another name (rename); ``i`` dies."""
@@ -112,6 +116,8 @@ class EntryTable:
             self.extras[j] = self.extras[i]
         if i in self.comments:
             self.comments[j] = self.comments[i]
+        if i in self.raw_dos:
+            self.raw_dos[j] = self.raw_dos[i]
 
     def touch(self, i: int) -> None:
         """Row ``i`` changed in place: its central record must be rebuilt."""

@@ -23,7 +23,7 @@ from archfs.zipengine.tree import DirNode, Tree
 log = logging.getLogger("archfs.zip")
 
 MAGIC = b"ARCHFSIX"
-VERSION = 1
+VERSION = 2
 MIN_MEMBERS = 20000            # smaller archives parse faster than a cache loads
 _COLUMNS = ("offset", "csize", "usize", "crc", "method", "flags", "mtime_ns", "mode",
             "uid", "gid", "record_at", "record_len")
@@ -73,6 +73,7 @@ def _save(path, fd, end, table, tree, bad, directory) -> None:
         "bad": {str(r): why for r, why in bad.items()},
         "extras": {str(r): v.hex() for r, v in table.extras.items()},
         "comments": {str(r): v.hex() for r, v in table.comments.items()},
+        "raw_dos": {str(r): list(v) for r, v in table.raw_dos.items()},
     }
     # sections are written piece by piece so saving never holds a second copy
     sections = [[json.dumps(header).encode()], _joined(table.names), _joined(dir_paths),
@@ -160,6 +161,7 @@ def _load(f, key: dict):
         raise ValueError("index is inconsistent")
     table.extras = {int(r): bytes.fromhex(v) for r, v in header["extras"].items()}
     table.comments = {int(r): bytes.fromhex(v) for r, v in header["comments"].items()}
+    table.raw_dos = {int(r): tuple(v) for r, v in header["raw_dos"].items()}
     bad = {int(r): why for r, why in header["bad"].items()}
     tree = _load_tree(table, dir_paths, [section() for _ in range(4)])
     return table, tree, bad

@@ -106,6 +106,8 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
         return False          # zip64 values live in the extra fields
     if max(_plane(heads, k, HEAD, 34, 2, "H")):
         return False          # a member on another disk
+    if any(f & fmt.FLAG_ENCRYPTED for f in bytes(heads[8::HEAD])):
+        return False          # encrypted: its stored MS-DOS time is kept
     raw = b"\x00".join([data[p + HEAD:p + HEAD + n] for p, n in zip(positions, nlens)])
     if not raw.isascii() or raw.count(0) != k - 1:
         return False
@@ -323,6 +325,8 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
     mode = unix_mode(made_by >> 8, eattr, is_dir)
     if clen:
         table.comments[row] = cd[rec_end - clen:rec_end]
+    if flags & fmt.FLAG_ENCRYPTED:
+        table.raw_dos[row] = (ddate, dtime)
     # a record is kept verbatim when its name needs no flag change: plain
     # ASCII reads the same either way, and setting the flag on the central
     # record alone would contradict the local header (unzip -t warns)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.errors import (
+    NotSupported,
     ArchiveBusy,
     ArchiveChangedError,
     CorruptArchiveError,
@@ -106,6 +107,7 @@ class ZipStore:
         self._verdicts = Verdicts()
         self._broken: Optional[str] = None
         self._readers_at: Dict[int, int] = {}   # local header offset -> open readers
+        self._root = [DIR_MODE, 0]    # a zip has no entry for its root: kept in memory only
         self._dirty = False
         self._closed = False
         self._file = self._open_file()
@@ -245,6 +247,9 @@ class ZipStore:
                 size = 0 if node is not None else t.usize[row]
                 return t.mode[row], size, t.mtime_ns[row], t.uid[row], t.gid[row]
             if node is not None:
+                if path == "":
+                    mode, mtime_ns = self._root
+                    return mode, 0, mtime_ns or self._identity[3], NO_OWNER, NO_OWNER
                 return DIR_MODE, 0, self._identity[3], NO_OWNER, NO_OWNER
         raise NoSuchFile("%s: no such file or directory" % path)
 
@@ -590,17 +595,33 @@ class ZipStore:
 
     def _change(self, path: str, mode: Optional[int] = None,
                 mtime_ns: Optional[int] = None) -> None:
+        """chmod/utime. The mode lives only in the central record; the time
+        also in the local header, which unzip restores from, so a new time
+        rewrites the local header: in place while the member is not yet
+        committed, else by copying the member at the next commit."""
         self._check_writable()
         t = self._table
-        with self._meta:
+        if path == "":
+            with self._meta:
+                if mode is not None:
+                    self._root[0] = stat.S_IFDIR | mode
+                if mtime_ns is not None:
+                    self._root[1] = mtime_ns
+            return
+        with self._append, self._meta:
             node, row = self._tree.lookup(path)
             if node is None and row < 0:
                 raise NoSuchFile("%s: no such file or directory" % path)
             if row >= 0:
+                if mtime_ns is not None and mtime_ns != t.mtime_ns[row]:
+                    if row in t.raw_dos:
+                        raise NotSupported("%s: the time of an encrypted member cannot "
+                                           "change (its password check depends on it)" % path)
+                    t.mtime_ns[row] = mtime_ns
+                    if not self._retime_in_place(row):
+                        t.relocate[row] = 1
                 if mode is not None:
                     t.mode[row] = stat.S_IFMT(t.mode[row]) | mode
-                if mtime_ns is not None:
-                    t.mtime_ns[row] = mtime_ns
                 t.touch(row)
                 self._dirty = True
                 return
@@ -608,6 +629,26 @@ class ZipStore:
         current_mode, _size, current_mtime, _uid, _gid = self.stat(path)
         self._add_dir_entry(path, current_mode if mode is None else mode,
                             current_mtime if mtime_ns is None else mtime_ns, must_be_new=False)
+
+    def _retime_in_place(self, row: int) -> bool:
+        """Rewrite the local header of a not yet committed member with its new
+        time; False if it is committed (its header must then not change)."""
+        t = self._table
+        if t.offset[row] < self._committed_end or t.relocate[row]:
+            return False
+        found = fmt.read_local_header(self._file.pread, t.offset[row])
+        if found is None:
+            return False
+        fields, data_start = found
+        r = t.row(row)
+        zip64 = fields[7] == fmt.MAX32
+        header = writer.local_header(writer.member_name_bytes(r.name, r.is_dir), r.method,
+                                     fields[2], r.mtime_ns, r.crc, r.csize, r.usize, zip64)
+        if len(header) != data_start - r.offset:
+            return False
+        writer.write_all(self._file.fd, header, r.offset)
+        self._remember_identity()
+        return True
 
     # -- commit and compaction -----------------------------------------------------
 
@@ -724,7 +765,7 @@ class ZipStore:
         row = t.row(r)
         written = writer.append_copy(fd, start, row.name, row.is_dir, fd, found[1], row.csize,
                                      row.usize, row.crc, row.method, row.flags, row.mtime_ns,
-                                     times=False)
+                                     times=False, dos=row.dos)
         with self._meta:
             if t.dead[r]:
                 return False
@@ -782,7 +823,7 @@ class ZipStore:
             data_start = found[1]
             written = self._appending(lambda fd, at: writer.append_copy(
                 fd, at, row.name, row.is_dir, src.fd, data_start, row.csize, row.usize,
-                row.crc, row.method, row.flags, row.mtime_ns))
+                row.crc, row.method, row.flags, row.mtime_ns, dos=row.dos))
             with self._meta:
                 self._dead += LOCAL_OVERHEAD + row.csize
                 if t.dead[r] or t.names[r] != row.name:
@@ -820,7 +861,7 @@ class ZipStore:
             record = writer.central_record(
                 t.names[r], t.mode[r], t.flags[r], t.method[r], t.mtime_ns[r],
                 t.crc[r], t.csize[r], t.usize[r], t.offset[r], t.uid[r], t.gid[r],
-                t.extras.get(r, b""), t.comments.get(r, b""))
+                t.extras.get(r, b""), t.comments.get(r, b""), t.raw_dos.get(r))
             pieces.append(record)
             lengths.append(len(record))
         if run_start >= 0:

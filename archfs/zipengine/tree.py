@@ -113,7 +113,7 @@ class Tree:
 
     def _insert_dir(self, path: str, row: int) -> None:
         if path == "":
-            self.dirs[""].row = row
+            self.table.dead[row] = 1    # an entry for the root ("./"): nothing to show
             return
         node = self.ensure_dir(path)
         if node.row >= 0 and node.row != row:

@@ -11,7 +11,7 @@ and an NTFS timestamp (100 ns, what 7-Zip and Windows read).
 import os
 import stat
 import zlib
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt
 from archfs.zipengine.codecs import Deflater, worth_compressing
@@ -53,10 +53,12 @@ def _time_extras(mtime_ns: int) -> bytes:
 
 
 def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
-                 csize: int, usize: int, zip64: bool, times: bool = True) -> bytes:
+                 csize: int, usize: int, zip64: bool, times: bool = True,
+                 dos: Optional[Tuple[int, int]] = None) -> bytes:
     """A local header; ``times=False`` leaves out the timestamp extras (the
-    central record carries them anyway) for the smallest possible header."""
-    date, dtime = fmt.ns_to_dos(mtime_ns)
+    central record carries them anyway) for the smallest possible header;
+    ``dos`` keeps a member's stored MS-DOS time instead of deriving it."""
+    date, dtime = dos or fmt.ns_to_dos(mtime_ns)
     extra = _time_extras(mtime_ns) if times else b""
     if zip64:
         extra = fmt.build_zip64(usize, csize) + extra
@@ -141,7 +143,8 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
 
 def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_start: int,
                 csize: int, usize: int, crc: int, method: int, flags: int,
-                mtime_ns: int, times: bool = True) -> Written:
+                mtime_ns: int, times: bool = True,
+                dos: Optional[Tuple[int, int]] = None) -> Written:
     """Append an existing member's compressed bytes under a new local header.
 
     Used when a member's name changes: readers require the local header's
@@ -153,7 +156,7 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
     flags |= fmt.FLAG_UTF8
     zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
     header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
-                          csize, usize, zip64, times)
+                          csize, usize, zip64, times, dos)
     os.pwrite(fd, header, at)
     pos = at + len(header)
     copy_range(src_fd, data_start, fd, pos, csize)
@@ -190,7 +193,8 @@ def copy_range(src_fd: int, src_pos: int, dst_fd: int, dst_pos: int, count: int)
 
 def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int, crc: int,
                    csize: int, usize: int, offset: int, uid: int, gid: int,
-                   kept_extras: bytes = b"", comment: bytes = b"") -> bytes:
+                   kept_extras: bytes = b"", comment: bytes = b"",
+                   dos: Optional[Tuple[int, int]] = None) -> bytes:
     """One central directory record in archfs's canonical form.
 
     ``flags`` must be those of the member's local header: readers compare
@@ -215,7 +219,7 @@ def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int,
         extra += fmt.build_unix_owner(uid, gid)
     if len(extra) + len(kept_extras) <= MAX_EXTRA:
         extra += kept_extras
-    date, dtime = fmt.ns_to_dos(mtime_ns)
+    date, dtime = dos or fmt.ns_to_dos(mtime_ns)
     attrs = (mode & 0xFFFF) << 16
     if is_dir:
         attrs |= fmt.DOS_DIRECTORY

@@ -9,11 +9,13 @@ ARCHFS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ARCHFS_VENV="$ARCHFS_ROOT/.venv"
 
 # "command-or-alternatives:debian-package"; 7zip gives 7zz, p7zip gives 7z.
+# "commands:packages": installed when none of the commands is on PATH; the
+# first package apt knows is taken (7zip is p7zip-full on older releases).
 ARCHFS_SYSTEM_TOOLS=(
     "fusermount3:fuse3"
     "unzip:unzip"
     "zip:zip"
-    "7zz|7z:7zip"
+    "7zz|7z:7zip|p7zip-full"
 )
 
 archfs_log() { printf 'archfs setup: %s\n' "$*" >&2; }
@@ -56,10 +58,24 @@ archfs_venv_works() {
     return $rc
 }
 
+# The first of "a|b" that apt can install (the first one when apt cannot tell).
+archfs_package_for() {
+    local pkg
+    local IFS='|'
+    for pkg in $1; do
+        if command -v apt-cache >/dev/null 2>&1 &&
+            [ -n "$(apt-cache policy "$pkg" 2>/dev/null | grep -v 'Candidate: (none)' | grep 'Candidate:')" ]; then
+            echo "$pkg"
+            return
+        fi
+    done
+    echo "${1%%|*}"
+}
+
 archfs_missing_packages() {
     local entry missing=()
     for entry in "${ARCHFS_SYSTEM_TOOLS[@]}"; do
-        archfs_have_any "${entry%%:*}" || missing+=("${entry##*:}")
+        archfs_have_any "${entry%%:*}" || missing+=("$(archfs_package_for "${entry##*:}")")
     done
     if ! archfs_venv_ok && ! archfs_venv_works; then
         missing+=("$(archfs_venv_package)")
@@ -85,6 +101,7 @@ archfs_ensure_system_packages() {
         archfs_log "apt-get update failed"
         exit 1
     fi
+    missing="$(archfs_missing_packages)"    # package names again, now apt knows them
     # shellcheck disable=SC2086  # the list is meant to split
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2; then
         archfs_log "apt-get install -y $missing failed"
