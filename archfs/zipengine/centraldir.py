@@ -73,6 +73,8 @@ def check_end(fd: int, file_size: int, eocd_pos: int, record: bytes,
     shift = cd_start - cd_offset
     if cd_start < 0 or (shift != 0 and not allow_shift) or shift < 0:
         return None
+    if shift and not entries:
+        return None    # an empty directory said to lie elsewhere: a torn or stray record
     if entries:
         if pread_exact(fd, 4, cd_start) != fmt.CENTRAL_SIG:
             return None
@@ -115,10 +117,21 @@ def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
             comment_len = int.from_bytes(tail[pos + 20:pos + 22], "little")
             if start + pos + fmt.EOCD.size + comment_len == file_size:
                 found = check_end(fd, file_size, start + pos, tail[pos:pos + fmt.EOCD.size], True)
-                if found is not None:
+                if found is not None and (not found.shift or _shift_fits(fd, found)):
                     return found
         pos = tail.rfind(fmt.EOCD_SIG, 0, pos)
     return None
+
+
+def _shift_fits(fd: int, end: EndRecord) -> bool:
+    """Whether the first member really sits where a prefix shift puts it."""
+    record = pread_exact(fd, fmt.CENTRAL_HEADER.size, end.cd_start)
+    if len(record) < fmt.CENTRAL_HEADER.size:
+        return False
+    offset = fmt.CENTRAL_HEADER.unpack(record)[16]
+    if offset == fmt.MAX32:
+        return True      # in a zip64 field: checked when the member is read
+    return pread_exact(fd, 4, offset + end.shift) == fmt.LOCAL_SIG
 
 
 def describe_unreadable(fd: int, file_size: int, path: str) -> Exception:

@@ -78,7 +78,8 @@ def is_own_tail(fd: int, start: int, file_size: int) -> bool:
     head = pread_exact(fd, min(4096, file_size - start), start)
     if not head.strip(b"\x00"):
         return True
-    return any(sig.startswith(head[:4]) for sig in OWN_TAIL_SIGS)
+    sig = head[:4].rstrip(b"\x00")   # a signature may be cut short, followed by zeros
+    return any(own.startswith(sig) for own in OWN_TAIL_SIGS)
 
 
 def cut_tail(fd: int, end: int) -> None:

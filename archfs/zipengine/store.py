@@ -80,7 +80,8 @@ from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, open_decrypt
 log = logging.getLogger("archfs.zip")
 
 LOCAL_OVERHEAD = fmt.LOCAL_HEADER.size + 50   # header plus typical name/extra, for accounting
-SMALL_ARCHIVE = 64 << 20     # rewriting this much is cheaper than leaving a gap at the start
+MOVE_LIMIT = 1 << 20          # a member this small is moved to keep the first entry listed
+SMALL_ARCHIVE = 64 << 20      # an archive this small is rewritten rather than left with a gap
 
 
 @dataclass
@@ -430,8 +431,9 @@ class ZipStore:
                     self._dead += written.end - written.offset
                     raise
                 old = self._tree.paths.get(path, -1)
-                if mode is None:
-                    mode = self._table.mode[old] & 0o7777 if old >= 0 else 0o644
+                if mode is None:    # keep a replaced file's permissions, not a link's 0o777
+                    same_kind = old >= 0 and stat.S_IFMT(self._table.mode[old]) == kind
+                    mode = self._table.mode[old] & 0o7777 if same_kind else 0o644
                 row = self._table.add(path, written.offset, written.csize, written.usize,
                                       written.crc, written.method, written.flags, mtime_ns,
                                       kind | (mode & 0o7777))
@@ -666,16 +668,14 @@ class ZipStore:
                 # readers such as 7-Zip expect, not with the old empty end record
                 return self._compact_locked()
             self._commit_locked()
-            refill = self._fill_first_hole()
-            if refill == "compact":
-                if self._committed_end <= SMALL_ARCHIVE:
+            for _ in range(3):
+                refill = self._fill_first_hole()
+                if refill == "compact":
                     self._compact_locked()
-                else:
-                    log.warning("%s: no entry fits where the first member was; 7-Zip may "
-                                "list stale members until 'archfs compact' is run", self.path)
-            elif refill:
+                if refill in (False, "compact"):
+                    break
                 self._dirty = True
-                self._commit_locked()
+                self._commit_locked()   # lists the filler, or moves the first member away
             if self._dead > max(self.options.compact_min,
                                 self.options.compact_ratio * self._committed_end):
                 self._compact_locked()
@@ -725,8 +725,12 @@ class ZipStore:
         sequence of local headers instead, finding old contents. Once a
         commit has made the first member's space dead, an entry that fits is
         written there (a directory entry, else a copy of a small member), to
-        be listed by one more commit. Returns True when it wrote one, "compact"
-        when nothing fits, False when nothing is needed or it must wait.
+        be listed by one more commit. When nothing fits, the first live member
+        is marked to be moved to the end, which widens the gap for the next
+        try, if that member is small. Returns True when it wrote an entry,
+        "grow" when it marked a member to move, "compact" when the archive has
+        no live member or is small enough to rewrite, False when nothing is
+        needed, it must wait, or it would cost too much (logged).
         """
         t, tree = self._table, self._tree
         with self._meta:
@@ -738,8 +742,20 @@ class ZipStore:
             if hole <= 0 or any(start <= at < start + hole for at in self._readers_at):
                 return False    # a process still reads a removed member there
             choice = self._hole_filler(live, hole)
-        if choice is None:
-            return "compact"
+            if choice is None:
+                first = live[0]
+                if first in self._bad or t.offset[first] in self._readers_at:
+                    return False
+                if t.csize[first] <= max(MOVE_LIMIT, self._committed_end // 100):
+                    t.relocate[first] = 1     # cheap to move: widen the gap with its space
+                    t.touch(first)
+                    return "grow"
+                if self._committed_end <= SMALL_ARCHIVE:
+                    return "compact"
+                log.warning("%s: no entry fits where the first member was and moving the "
+                            "next one costs %d bytes; 7-Zip may list stale members until "
+                            "'archfs compact'", self.path, t.csize[first])
+                return False
         kind, value = choice
         fd = self._file.fd
         if kind == "dir":
