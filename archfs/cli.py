@@ -1,6 +1,7 @@
 """The ``archfs`` command: argument parsing, then the mount package does the work."""
 
 import argparse
+import logging
 import os
 import sys
 
@@ -13,6 +14,8 @@ examples:
   archfs unmount ~/photos                  commit everything and unmount
   archfs mount -o ro photos.zip ~/photos   read-only
   archfs mount -f -v data/ ~/mnt           a directory, in the foreground, debug log
+  archfs repair photos.zip                 make a damaged or interrupted archive whole
+  archfs compact photos.zip                reclaim the space of replaced members
 """
 
 
@@ -61,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     unmount.add_argument("--timeout", type=float, metavar="SECONDS",
                          help="give up waiting for the daemon after SECONDS")
     unmount.add_argument("-q", "--quiet", action="store_true", help="only errors")
+
+    repair = commands.add_parser(
+        "repair", help="make a damaged or interrupted ARCHIVE readable again",
+        description="Cut off an unfinished commit (bytes that are not archfs's own are "
+                    "saved beside the archive first), or, when no central directory is "
+                    "usable, salvage every intact member into a new one. Run it on an "
+                    "archive that is not mounted.")
+    repair.add_argument("archive", metavar="ARCHIVE")
+    repair.add_argument("-q", "--quiet", action="store_true", help="no progress, only errors")
+
+    compact = commands.add_parser(
+        "compact", help="rewrite ARCHIVE without the space of replaced members",
+        description="Write a fresh copy of ARCHIVE holding only its live members and "
+                    "rename it over the original (atomically). Run it on an archive that "
+                    "is not mounted; mounts also compact by themselves past a threshold.")
+    compact.add_argument("archive", metavar="ARCHIVE")
+    compact.add_argument("-q", "--quiet", action="store_true", help="no progress, only errors")
     return parser
 
 
@@ -99,6 +119,11 @@ def main(argv=None) -> int:
     try:
         if args.command == "mount":
             return _mount(args)
+        if args.command in ("repair", "compact"):
+            from archfs import maintenance
+            logging.basicConfig(level=logging.WARNING, format="archfs: %(message)s")
+            work = maintenance.repair if args.command == "repair" else maintenance.compact
+            return work(os.path.abspath(os.path.expanduser(args.archive)), args.quiet)
         return _unmount(args)
     except KeyboardInterrupt:
         print("archfs: interrupted", file=sys.stderr)

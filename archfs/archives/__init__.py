@@ -201,12 +201,12 @@ def _sniff_class(path: str) -> Optional[type]:
     return None
 
 
-def open_archive(url, mode: str = "r", opts=None) -> AbstractArchive:
-    """Open whatever ``url`` is: a directory, a file with a known suffix, or a
-    file whose first bytes carry a known signature."""
+def archive_class(url, mode: str = "r") -> type:
+    """The plugin class for whatever ``url`` is: a directory, a file with a
+    known suffix, or a file whose first bytes carry a known signature."""
     path = _local_path(url)
     if os.path.isdir(path):
-        return find_plugin("filesystem", url, mode, opts)
+        return plugin_class("filesystem")
     cls = _suffix_class(path)
     if cls is None and os.path.isfile(path):
         cls = _sniff_class(path)
@@ -215,12 +215,17 @@ def open_archive(url, mode: str = "r", opts=None) -> AbstractArchive:
             raise NoSuchFile("no such archive: %s" % path)
         raise ArchivePluginNotFound("cannot tell the archive format of %s; %s"
                                     % (path, _known()))
-    return _instantiate(cls, url, mode, opts)
+    return cls
+
+
+def open_archive(url, mode: str = "r", opts=None) -> AbstractArchive:
+    """Open ``url`` with the plugin ``archive_class`` chooses for it."""
+    return _instantiate(archive_class(url, mode), url, mode, opts)
 
 
 __all__ = [
     "AbstractArchive", "Member", "MemberStat", "ArchivePluginNotFound",
     "FileAlreadyExistsError", "ENTRY_POINT_GROUP", "register_plugin",
     "unregister_plugin", "reload_plugins", "plugins", "plugin_class", "find_plugin",
-    "find_mimetype_plugin", "find_suffix_plugin", "open_archive",
+    "find_mimetype_plugin", "find_suffix_plugin", "archive_class", "open_archive",
 ]

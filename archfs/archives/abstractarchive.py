@@ -303,6 +303,17 @@ class AbstractArchive(metaclass=ABCMeta):
         if self.writable:
             raise NotSupported("commit is not supported by %s" % self.name)
 
+    def compact(self) -> bool:
+        """Reclaim the space of replaced and removed members; False if none."""
+        raise NotSupported("compaction is not supported by %s" % self.name)
+
+    @classmethod
+    def repair(cls, url, progress=None) -> str:
+        """Make a damaged archive at ``url`` readable again without losing
+        data; returns one line saying what was done. ``progress`` is called
+        as ``progress(what, done, total)``."""
+        raise NotSupported("%s archives cannot be repaired" % cls.name)
+
     def statvfs(self) -> dict:
         """Space figures for statfs: the keys of ``os.statvfs_result``.
 

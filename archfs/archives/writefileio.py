@@ -26,6 +26,8 @@ class WriteFileIO(io.FileIO):
                  mode: Optional[int] = None, mtime_ns: Optional[int] = None):
         path = getattr(local_file, "name", local_file)  # a path or a NamedTemporaryFile
         super().__init__(path, mode="r+b" if os.path.exists(path) else "w+b")
+        if path is not local_file and not getattr(local_file, "delete", True):
+            local_file.close()  # NamedTemporaryFile(delete=False): the path is ours now
         self.archive = archive
         self.member = member_name(member)
         self.dirty = dirty

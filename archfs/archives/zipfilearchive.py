@@ -32,6 +32,7 @@ from archfs.archives.abstractarchive import (
 )
 from archfs.archives.writefileio import WriteFileIO
 from archfs.errors import NoSuchFile, ReadOnlyError
+from archfs.zipengine.repair import repair as repair_zip
 from archfs.zipengine.store import StoreOptions, ZipStore
 
 __all__ = ["ZipfileArchive", "WriteFileIO"]
@@ -222,9 +223,14 @@ class ZipfileArchive(AbstractArchive):
             self._store.commit()
 
     def compact(self) -> bool:
-        """Rewrite the archive without dead space (not part of the plugin API)."""
+        """Rewrite the archive without dead space, atomically."""
         self._check_writable()
         return self._store.compact()
+
+    @classmethod
+    def repair(cls, url, progress=None) -> str:
+        """Cut an unfinished commit off, or salvage members (see zipengine.repair)."""
+        return repair_zip(_local_path(url), progress).detail
 
     def _check_writable(self):
         if not self._store.writable:

@@ -21,12 +21,14 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import List, Optional
 
 from archfs.mount import fuselib, preflight, statefiles
 from archfs.mount.options import MountOptions, OptionError, check_plugin_options
 from archfs.mount.scratch import remove_stale
+from archfs.progress import ProgressBar
 
 log = logging.getLogger("archfs.mount")
 
@@ -49,9 +51,12 @@ class MountRequest:
 class Reporter:
     """Tells the waiting command (or, in the foreground, the user) how it goes."""
 
-    def __init__(self, fd: Optional[int] = None):
+    def __init__(self, fd: Optional[int] = None, progress=None):
         self.fd = fd
         self.outcome: Optional[str] = None
+        self._last_progress = 0.0
+        if progress is not None:           # foreground: draw it ourselves
+            self.progress = progress
 
     def _send(self, line: str) -> None:
         if self.fd is None:
@@ -72,6 +77,13 @@ class Reporter:
     def warn(self, text: str) -> None:
         log.warning(text)
         self._send("W " + text)
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        """A long step under way (indexing a big archive), at most 10 a second."""
+        now = time.monotonic()
+        if now - self._last_progress >= 0.1:
+            self._last_progress = now
+            self._send("P %d %d %s" % (done, total, what))
 
     def ready(self) -> None:
         if self.outcome is None:
@@ -176,7 +188,8 @@ def _open_archive(request: MountRequest, reporter: Reporter):
         raise preflight.MountError("%s is already mounted%s by another archfs"
                                    % (request.archive, "" if read_only else " (or being written)")
                                    ) from None
-    archive = open_archive(request.archive, "r" if read_only else "a", request.options.plugin)
+    opts = dict(request.options.plugin, progress=reporter.progress)
+    archive = open_archive(request.archive, "r" if read_only else "a", opts)
     try:
         check_plugin_options(request.options, archive.name, getattr(archive, "options", ()))
         if not read_only and not archive.writable:
@@ -282,17 +295,26 @@ def _redirect_stdio(log_file: str) -> None:
 
 def _read_reports(fd: int, quiet: bool):
     """Relay the daemon's lines; returns (ok, error text or None)."""
-    with os.fdopen(fd, "rb") as pipe:
-        for raw in pipe:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            kind, _, text = line.partition(" ")
-            if kind == "W":
-                if not quiet:
-                    print("archfs: warning: %s" % text, file=sys.stderr)
-            elif kind == "OK":
-                return True, None
-            elif kind == "E":
-                return False, text
+    bar = ProgressBar(enabled=False if quiet else None)
+    try:
+        with os.fdopen(fd, "rb") as pipe:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                kind, _, text = line.partition(" ")
+                if kind == "P":
+                    done, total, what = text.split(" ", 2)
+                    bar(what, int(done), int(total))
+                    continue
+                bar.finish()
+                if kind == "W":
+                    if not quiet:
+                        print("archfs: warning: %s" % text, file=sys.stderr)
+                elif kind == "OK":
+                    return True, None
+                elif kind == "E":
+                    return False, text
+    finally:
+        bar.finish()
     return False, None
 
 
@@ -343,6 +365,9 @@ def run_background(request: MountRequest) -> int:
 
 def run_foreground(request: MountRequest) -> int:
     setup_logging(request, request.log_file)
-    reporter = Reporter(None)
-    status = serve(request, reporter)
-    return status
+    bar = ProgressBar(enabled=False if request.quiet else None)
+    reporter = Reporter(None, progress=bar)
+    try:
+        return serve(request, reporter)
+    finally:
+        bar.finish()

@@ -120,8 +120,8 @@ def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
         pos = writer.write_all(fd, record, pos)
     writer.write_all(fd, writer.end_records(cd_start, pos - cd_start, len(records), b""), pos)
     os.fsync(fd)
-    return Outcome("salvaged", "%s: salvaged %d members into a new central directory"
-                   % (path, len(records)), len(records))
+    return Outcome("salvaged", "%s: salvaged %d member%s into a new central directory"
+                   % (path, len(records), "" if len(records) == 1 else "s"), len(records))
 
 
 def _member_at(fd: int, at: int, size: int):

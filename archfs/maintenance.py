@@ -1,0 +1,45 @@
+"""``archfs repair`` and ``archfs compact``: work on an archive that is not
+mounted, through the plugin API, with a progress bar on a terminal."""
+
+import logging
+import os
+import sys
+import time
+
+from archfs.archives import archive_class
+from archfs.progress import ProgressBar
+
+log = logging.getLogger("archfs")
+
+
+def repair(path: str, quiet: bool = False) -> int:
+    """Repair the archive at ``path``; prints what was done."""
+    started = time.monotonic()
+    bar = ProgressBar(enabled=None if not quiet else False)
+    try:
+        detail = archive_class(path).repair(path, bar)
+    finally:
+        bar.finish()
+    log.info("repair of %s took %.1f s", path, time.monotonic() - started)
+    if not quiet:
+        print(detail)
+    return 0
+
+
+def compact(path: str, quiet: bool = False) -> int:
+    """Rewrite the archive at ``path`` without dead space; prints the sizes."""
+    before = os.path.getsize(path)
+    started = time.monotonic()
+    bar = ProgressBar(enabled=None if not quiet else False)
+    archive = archive_class(path)(url=path, mode="a", opts={"progress": bar})
+    try:
+        archive.compact()
+    finally:
+        bar.finish()
+        archive.close()
+    after = os.path.getsize(path)
+    log.info("compaction of %s took %.1f s", path, time.monotonic() - started)
+    if not quiet:
+        print("%s: %s -> %s bytes" % (path, "{:,}".format(before), "{:,}".format(after)),
+              file=sys.stdout)
+    return 0
