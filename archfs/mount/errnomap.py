@@ -6,12 +6,19 @@ becomes EIO. Every failure is logged: ordinary answers such as ENOENT at
 debug level (a shell asks for missing names all the time), real faults (EIO,
 ENOSPC, unexpected errnos) as errors, and non-OSErrors with their traceback,
 so nothing the user sees as an error code is without a cause in the log.
+A member archfs cannot read for want of a password or of a feature (AES,
+an unknown compression method) answers EACCES or ENOTSUP like an ordinary
+refusal, but its reason is logged as a warning, once per message, since it
+is the only place the user learns what is missing.
 """
 
 import errno
 import functools
 import logging
 import os
+import threading
+
+from archfs.errors import PasswordRequired, UnsupportedFeature
 
 log = logging.getLogger("archfs.mount")
 
@@ -22,6 +29,19 @@ _ORDINARY = frozenset({
     errno.ENOTSUP, errno.ENODATA, errno.ERANGE, errno.EXDEV, errno.ELOOP,
     errno.EBUSY, errno.ENOSYS,
 })
+
+
+_explained = set()
+_explained_lock = threading.Lock()
+_EXPLAINED_MAX = 1000
+
+
+def _first_time(text: str) -> bool:
+    with _explained_lock:
+        if text in _explained or len(_explained) >= _EXPLAINED_MAX:
+            return False
+        _explained.add(text)
+        return True
 
 
 def errno_of(exc: BaseException) -> int:
@@ -36,6 +56,8 @@ def log_failure(operation: str, path, exc: BaseException) -> int:
     where = "%s %s" % (operation, path)
     if not isinstance(exc, OSError) or exc.errno != code:
         log.error("%s failed: %s: %s", where, type(exc).__name__, exc, exc_info=exc)
+    elif isinstance(exc, (PasswordRequired, UnsupportedFeature)) and _first_time(str(exc)):
+        log.warning("%s: %s", where, exc)
     elif code in _ORDINARY:
         log.debug("%s: %s", where, exc)
     else:

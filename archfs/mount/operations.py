@@ -23,6 +23,8 @@ from archfs.mount.errnomap import fuse_errors
 mfusepy = fuselib.load()
 log = logging.getLogger("archfs.mount")
 
+# The kernel refuses (EIO) any size beyond off_t; a crafted archive may declare one.
+MAX_SIZE = (1 << 63) - 1
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 RENAME_NOREPLACE = 1
@@ -67,11 +69,12 @@ class ArchiveOperations(mfusepy.Operations):
     # -- metadata ------------------------------------------------------------
 
     def _attrs(self, st: MemberStat) -> dict:
+        size = min(st.size, MAX_SIZE)
         return {
             "st_mode": st.mode,
             "st_nlink": 2 if st.is_dir else 1,
-            "st_size": st.size,
-            "st_blocks": (st.size + 511) // 512,
+            "st_size": size,
+            "st_blocks": (size + 511) // 512,
             "st_mtime": st.mtime_ns,
             "st_ctime": st.mtime_ns,
             "st_atime": st.mtime_ns,
