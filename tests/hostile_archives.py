@@ -226,6 +226,30 @@ def make_long_component(directory) -> Case:
     return _named(directory, "long-name.zip", ("dir/" + long).encode(), shown)
 
 
+def make_deep_path(directory) -> Case:
+    """A name of 1,500 components (3 KB, still within PATH_MAX below a mount)."""
+    deep = "d/" * 1500 + "deep.txt"
+    data = build_zip([Entry(deep, b"far down\n"), Entry("good.txt", NORMAL)])
+    return Case(_write(directory, "deep.zip", data), good={deep: b"far down\n", "good.txt": NORMAL})
+
+
+def make_many_duplicates(directory, count: int = 12_000) -> Case:
+    """``count`` members all named ``x``: each earlier one needs a backup spelling."""
+    import zlib as _zlib
+    local, central = bytearray(), bytearray()
+    for i in range(count):
+        data = b"%d" % i
+        crc, offset = _zlib.crc32(data), len(local)
+        local += struct.pack("<4sHHHHHLLLHH", b"PK\x03\x04", 10, 0, 0, 0, 0x21, crc, len(data),
+                             len(data), 1, 0) + b"x" + data
+        central += CENTRAL.pack(b"PK\x01\x02", 0x31E, 10, 0, 0, 0, 0x21, crc, len(data),
+                                len(data), 1, 0, 0, 0, 0, 0o100644 << 16, offset) + b"x"
+    from zip_builders import end_records
+    data = bytes(local) + bytes(central) + end_records(count, len(central), len(local))
+    good = {"x": b"%d" % (count - 1), "x.~1~": b"0", "x.~%d~" % (count - 1): b"%d" % (count - 2)}
+    return Case(_write(directory, "duplicates-%d.zip" % count, data), good=good)
+
+
 def make_duplicate_names(directory) -> Case:
     data = build_zip([Entry("same.txt", b"first\n"), Entry("same.txt", b"second\n"),
                       Entry("good.txt", NORMAL)])
@@ -336,6 +360,6 @@ GENERIC = [
     make_member_past_end, make_overlapping_bomb, make_huge_declared_size, make_zip_in_zip,
     make_zip_in_zip_cut, make_dotdot_name, make_absolute_name, make_backslash_name,
     make_nul_name, make_invalid_utf8_name, make_invalid_utf8_flagged, make_long_component,
-    make_duplicate_names, make_file_and_dir_clash, make_empty_file, make_not_a_zip,
+    make_deep_path, make_duplicate_names, make_file_and_dir_clash, make_empty_file, make_not_a_zip,
     make_empty_archive, make_unsupported_method,
 ]
