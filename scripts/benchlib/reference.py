@@ -18,7 +18,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from benchlib import machine
+from benchlib import machine, workloads as wl
 
 CHUNK = 1 << 20
 
@@ -71,3 +71,20 @@ def read_file_mbs(path: Path) -> tuple[float, bool]:
             total += n
         elapsed = time.perf_counter() - t0
     return total / elapsed / 1e6, cold
+
+
+def run_all(ctx, groups, needs_of) -> dict:
+    """Every baseline the selected groups need, for one repetition."""
+    out = {}
+    needs = {w for g in groups for w in needs_of[g]}
+    if wl.DEFLATED in needs:
+        facts = ctx.workloads.manifest(wl.DEFLATED)["facts"]
+        path = ctx.workloads.path(wl.DEFLATED)
+        out["zlib_inflate_mbs"] = zlib_inflate_mbs(path, facts["member"])
+        out["unzip_p_mbs"] = unzip_pipe_mbs(path, facts["member"],
+                                            facts["member_bytes"])
+        out["inflate_to_first_s"] = (facts["random_offsets"][0]
+                                     / (out["zlib_inflate_mbs"] * 1e6))
+    if wl.STORED in needs:
+        out["disk_mbs"], out["disk_cold"] = read_file_mbs(ctx.workloads.path(wl.STORED))
+    return out

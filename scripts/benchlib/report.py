@@ -5,7 +5,7 @@ import json
 import statistics
 from pathlib import Path
 
-from benchlib.rows import HIGHER, LOWER, Row
+from benchlib.rows import LOWER, Row
 
 RATIO_TOOL = "archfs"
 
@@ -126,6 +126,39 @@ def references_text(refs: list[dict], summary: Summary) -> list[str]:
     if big and small:
         lines.append(f"- archfs add 1 KiB, big archive ÷ mixed archive: {big / small:.2f}×")
     return lines
+
+
+def print_report(host, versions, unavailable, header_notes, sizes, reps, summary,
+                 refs, runs, cold_ok, interrupted, elapsed) -> None:
+    print(f"## archfs benchmark ({sizes.name}, {reps} repetition(s), "
+          f"{elapsed / 60:.1f} min{', INTERRUPTED' if interrupted else ''})\n")
+    print(f"- machine: {host['cpu']}, {host['cores']} cores, {host['memory_gib']} GiB RAM, "
+          f"kernel {host['kernel']}, {host['bench_fs']} with {host['disk_free_gib']} GiB free")
+    for name, version in versions.items():
+        print(f"- {name}: {version or 'not installed'}"
+              + (f" — not run: {unavailable[name]}" if name in unavailable else ""))
+    for note in header_notes:
+        print(f"- {note}")
+    print("- page cache: " + ("dropped before every cold step (sync; echo 3 > "
+          "/proc/sys/vm/drop_caches), FUSE mounts' caches included" if cold_ok else
+          "NOT dropped (not permitted): 'cold' rows are warm"))
+    print("- values are medians; MB = 10^6 bytes; RSS is the daemon's (process "
+          "tree's) peak resident memory")
+    print("- ratio = archfs ÷ best peer on that row: on 'lower' rows below 1 "
+          "means archfs is better, on 'higher' rows above 1 does\n")
+    print(table(summary))
+    ref_lines = references_text(refs, summary)
+    if ref_lines:
+        print("\nReferences measured in the same run:")
+        print("\n".join(ref_lines))
+    problems: dict[str, list[int]] = {}   # same text in several reps: one line
+    for r in runs:
+        for text in ([r["error"]] if r["error"] else []) + r["notes"]:
+            problems.setdefault(f"{r['group']} {r['tool']}: {text}", []).append(r["rep"] + 1)
+    if problems:
+        print("\nErrors and notes:")
+        for text, reps_ in problems.items():
+            print(f"- {text} (rep {', '.join(map(str, reps_))})")
 
 
 def write_json(path: Path, payload: dict) -> None:

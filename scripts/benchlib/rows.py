@@ -66,7 +66,7 @@ def table_rows(s: Sizes) -> list[Row]:
         Row("add-mixed:total_s", f"add 1 KiB to the {mixed} archive, until saved", "s", LOWER),
         Row("add-big:total_s", f"add 1 KiB to a {big} archive, until saved", "s", LOWER),
         Row("copy-in:copy_s", f"cp -r {s.copy_files:,} small files into a mount", "s", LOWER),
-        Row("copy-in:save_s", f"... then unmount until saved", "s", LOWER),
+        Row("copy-in:save_s", "... then unmount until saved", "s", LOWER),
         Row("copy-in:total_s", f"cp -r {s.copy_files:,} files + save, total", "s", LOWER),
     ]
     return rows

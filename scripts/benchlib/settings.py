@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 MiB = 1 << 20
 GiB = 1 << 30
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = REPO_ROOT / ".bench"
-PEERS_VENV = BENCH_DIR / "peers-venv"
+# Workloads, mounts, scratch copies and results; ARCHFS_BENCH_DIR moves them
+# (e.g. to another disk). The peers' venv always stays in the repository.
+BENCH_DIR = Path(os.environ.get("ARCHFS_BENCH_DIR") or REPO_ROOT / ".bench").resolve()
+PEERS_VENV = REPO_ROOT / ".bench" / "peers-venv"
 
 
 @dataclasses.dataclass(frozen=True)
