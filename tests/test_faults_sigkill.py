@@ -111,6 +111,7 @@ def _kill(mount):
 
 def test_sigkill_during_heavy_writes(tmp_path, mounter):
     seeds = range(scaled(ITERATIONS))
+    checked = 0
     for seed in seeds:
         rng = random.Random(seed)
         where = tmp_path / ("run%d" % seed)
@@ -143,3 +144,5 @@ def test_sigkill_during_heavy_writes(tmp_path, mounter):
             work.check(assert_valid_zip(archive))
         with zipfile.ZipFile(archive) as zf:
             assert zf.testzip() is None
+        checked += len(work.durable)
+    assert checked > len(seeds), "too few fsynced files to check: the workload did not run"

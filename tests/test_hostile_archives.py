@@ -195,7 +195,8 @@ def test_aes_and_unknown_methods_are_refused_by_name(tmp_path, mounter):
     assert "compression method 95 (xz) is not supported" in m.log()
 
 
-def test_100000_entries_with_a_comment(tmp_path, mounter):
+def test_100000_entries_with_a_comment(tmp_path, mounter, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # the saved index
     case = hostile.make_many_entries(tmp_path)
     m = mounter(case.path, "ro")
     count = sum(len(files) for _, _, files in os.walk(m.path))
@@ -211,6 +212,7 @@ def test_100000_entries_with_a_comment(tmp_path, mounter):
         assert len(zf.infolist()) == case.count + 1
         assert zf.read("new.txt") == b"one more\n"
         assert zf.read("d99/f99999") == b"99999"
+    assert list((tmp_path / "cache").rglob("*.idx"))     # big archives keep an index
 
 
 def _check_served_sample(root, case):
