@@ -51,6 +51,8 @@ def parse_args(argv):
                    help="reuse the peers' runs from an earlier JSON of the same size "
                    "class instead of measuring them again (archfs is still measured; "
                    "the output says so)")
+    p.add_argument("--report-from", type=Path, metavar="JSON",
+                   help="only print the report of an earlier run's JSON; measure nothing")
     p.add_argument("--install-peers", action="store_true",
                    help="install fuse-zip, archivemount (apt) and ratarmount "
                    "(pip, .bench/peers-venv) first, then run")
@@ -197,8 +199,25 @@ class Run:
         print(f"\nraw numbers: {self.json_path}")
 
 
+def reprint(path: Path) -> int:
+    """The report of a saved run, e.g. after the report format changed."""
+    data = json.loads(path.read_text())
+    sizes = QUICK if data["sizes"]["name"] == QUICK.name else FULL
+    table_rows = [r for r in rows.table_rows(sizes) if r.group in data["groups"]]
+    tools = list(data["versions"])
+    summary = report.Summary(data["runs"], table_rows, tools, data["unavailable"])
+    notes = ([f"{', '.join(data['reused_peers'])}: numbers reused from an earlier run"]
+             if data.get("reused_peers") else [])
+    report.print_report(data["machine"], data["versions"], data["unavailable"], notes,
+                        sizes, data["reps"], summary, data["references"], data["runs"],
+                        data["caches_dropped"], data["interrupted"], data["elapsed_s"])
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.report_from:
+        return reprint(args.report_from)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     hold_lock()
     if args.install_peers:

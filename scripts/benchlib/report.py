@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -76,7 +77,8 @@ class Summary:
         if mine is None or not peers:
             return "—"
         best = min(peers) if row.better == LOWER else max(peers)
-        return f"{mine / best:.2f}×"
+        ratio = mine / best
+        return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
     def as_json(self) -> dict:
         return {row_id: {t: {k: v for k, v in c.items()} for t, c in per.items()}
@@ -151,15 +153,34 @@ def print_report(host, versions, unavailable, header_notes, sizes, reps, summary
     if ref_lines:
         print("\nReferences measured in the same run:")
         print("\n".join(ref_lines))
-    problems: dict[str, list[int]] = {}   # same text in several reps: one line
-    for r in runs:
-        for text in ([r["error"]] if r["error"] else []) + r["notes"]:
-            problems.setdefault(f"{r['group']} {r['tool']}: {text}", []).append(r["rep"] + 1)
+    problems = merged_notes(runs)
     if problems:
         print("\nErrors and notes:")
-        for text, reps_ in problems.items():
-            print(f"- {text} (rep {', '.join(map(str, reps_))})")
+        print("\n".join(f"- {line}" for line in problems))
 
+
+def merged_notes(runs: list[dict]) -> list[str]:
+    """One line per kind of note: its numbers shown as ranges over the reps."""
+    kinds: dict[tuple, list[tuple[int, list[int]]]] = {}
+    for r in runs:
+        for text in ([r["error"]] if r["error"] else []) + r["notes"]:
+            parts = re.split(r"(\d+)", f"{r['group']} {r['tool']}: {text}")
+            key = tuple(p if i % 2 == 0 else "#" for i, p in enumerate(parts))
+            numbers = [int(p) for p in parts[1::2]]
+            kinds.setdefault(key, []).append((r["rep"] + 1, numbers))
+    lines = []
+    for key, seen in kinds.items():
+        text = ""
+        for i, piece in enumerate(key):
+            if piece != "#":
+                text += piece
+                continue
+            values = [numbers[i // 2] for _, numbers in seen]
+            lo, hi = min(values), max(values)
+            text += str(lo) if lo == hi else f"{lo}–{hi}"
+        reps = sorted({rep for rep, _ in seen})
+        lines.append(f"{text} (rep {', '.join(map(str, reps))})")
+    return lines
 
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
