@@ -5,8 +5,13 @@ here import by their plain name.
 """
 
 import os
+import tempfile
 
 import pytest
+
+# Saved member indexes (archives of 20,000+ members) go to a private cache for
+# the run, not to the user's ~/.cache; mount daemons inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="archfs-test-cache-")
 
 from archfs.archives.filesystemarchive import FilesystemArchive
 from ci_skip_rule import (  # noqa: F401  (pytest finds hooks by name)

@@ -33,6 +33,7 @@ from archfs.archives.abstractarchive import (
 from archfs.archives.writefileio import WriteFileIO
 from archfs.errors import NoSuchFile, ReadOnlyError
 from archfs.zipengine.repair import repair as repair_zip
+from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
 
 __all__ = ["ZipfileArchive", "WriteFileIO"]
@@ -178,7 +179,8 @@ class ZipfileArchive(AbstractArchive):
 
     def stat(self, path: str) -> MemberStat:
         mode, size, mtime_ns, uid, gid = self._store.stat(member_name(path))
-        return MemberStat(mode, size, mtime_ns, None if uid < 0 else uid, None if gid < 0 else gid)
+        return MemberStat(mode, size, mtime_ns, None if uid == NO_OWNER else uid,
+                          None if gid == NO_OWNER else gid)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         return self._store.listdir(member_name(path))

@@ -89,6 +89,11 @@ class ArchiveOperations(mfusepy.Operations):
         return self._attrs(self.files.stat(_name(path)))
 
     @fuse_errors
+    def opendir(self, path):
+        """Directories are listed from the archive's tree; nothing to open."""
+        return 0
+
+    @fuse_errors
     def readdir(self, path, fh):
         entries = [(".", _stat.S_IFDIR, 0), ("..", _stat.S_IFDIR, 0)]
         entries.extend((name, _stat.S_IFMT(mode), 0)
@@ -233,9 +238,46 @@ class ArchiveOperations(mfusepy.Operations):
 
 
 class ArchfsFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE, passing rename's flags on (libfuse3 gives them; mfusepy
-    drops them, which would turn ``mv -n`` into an overwriting rename)."""
+    """mfusepy's FUSE with three changes:
+
+    - rename's flags are passed on (libfuse3 gives them; mfusepy drops them,
+      which would turn ``mv -n`` into an overwriting rename);
+    - directories are opened with ``cache_readdir`` and ``keep_cache`` (libfuse
+      3.5+), so the kernel keeps listings in its page cache and a second walk
+      of the tree costs no Python; the kernel drops a directory's cached
+      listing whenever an entry in it changes through the mount;
+    - readdir hands entries to libfuse in a lean loop (a million entries is
+      a common archive, and mfusepy's general loop is several times slower).
+    """
 
     def rename_fuse_3(self, old, new, flags):
         return self.operations.rename(old.decode(self.encoding, self.errors),
                                       new.decode(self.encoding, self.errors), flags)
+
+    def opendir(self, path, fip):
+        fi = fip.contents
+        fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
+        if _CACHE_READDIR:
+            fi.cache_readdir = 1
+            fi.keep_cache = 1
+        return 0
+
+    def _readdir(self, path, buf, filler, offset, fip):
+        entries = self.operations.readdir(
+            None if path is None else path.decode(self.encoding, self.errors), fip.contents.fh)
+        st = mfusepy.c_stat()
+        encoding, errors = self.encoding, self.errors
+        if mfusepy.fuse_version_major == 3:
+            for name, mode, _ in entries:
+                st.st_mode = mode
+                if filler(buf, name.encode(encoding, errors), st, 0, 0):
+                    break
+        else:
+            for name, mode, _ in entries:
+                st.st_mode = mode
+                if filler(buf, name.encode(encoding, errors), st, 0):
+                    break
+        return 0
+
+
+_CACHE_READDIR = any(field[0] == "cache_readdir" for field in mfusepy.fuse_file_info._fields_)

@@ -19,6 +19,7 @@ from archfs.zipengine.entries import EntryTable
 from archfs.zipengine.tree import Tree
 
 TAIL_SEARCH = fmt.EOCD.size + fmt.MAX_COMMENT
+SCAN_BLOCK = 1 << 20
 
 
 class EndRecord(NamedTuple):
@@ -124,14 +125,22 @@ def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
 
 
 def _shift_fits(fd: int, end: EndRecord) -> bool:
-    """Whether the first member really sits where a prefix shift puts it."""
-    record = pread_exact(fd, fmt.CENTRAL_HEADER.size, end.cd_start)
-    if len(record) < fmt.CENTRAL_HEADER.size:
-        return False
-    offset = fmt.CENTRAL_HEADER.unpack(record)[16]
-    if offset == fmt.MAX32:
-        return True      # in a zip64 field: checked when the member is read
-    return pread_exact(fd, 4, offset + end.shift) == fmt.LOCAL_SIG
+    """Whether a prefix shift is a self-extracting stub: the archive's first
+    local header sits exactly at the shift. (A zip stored inside a cut zip
+    has a shift too, but the outer archive's headers come before it.)"""
+    return first_local_header(fd, end.eocd_pos) == end.shift
+
+
+def first_local_header(fd: int, limit: int) -> int:
+    """Position of the first local header signature before ``limit``, or -1."""
+    pos = 0
+    while pos < limit:
+        block = pread_exact(fd, min(SCAN_BLOCK + 3, limit - pos), pos)
+        found = block.find(fmt.LOCAL_SIG)
+        if found >= 0:
+            return pos + found
+        pos += SCAN_BLOCK
+    return -1
 
 
 def describe_unreadable(fd: int, file_size: int, path: str) -> Exception:

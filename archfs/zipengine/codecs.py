@@ -124,8 +124,34 @@ def _lzma1_filter(props: bytes) -> dict:
             "dict_size": int.from_bytes(props[1:5], "little")}
 
 
+class StoredDecoder:
+    """Stored data (method 0) read as a stream: needed when it is encrypted."""
+
+    copyable = True
+
+    def __init__(self):
+        self._tail = b""
+        self.eof = False
+
+    def decode(self, data: bytes, max_out: int) -> bytes:
+        data = self._tail + data if self._tail else data
+        self._tail = data[max_out:]
+        return data[:max_out]
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._tail
+
+    def copy(self) -> "StoredDecoder":
+        twin = StoredDecoder()
+        twin._tail = self._tail
+        return twin
+
+
 def make_decoder(method: int):
-    """A fresh decoder for a compression method (not for stored members)."""
+    """A fresh decoder for a compression method."""
+    if method == fmt.STORED:
+        return StoredDecoder()
     if method == fmt.DEFLATED:
         return ZlibDecoder()
     if method == fmt.BZIP2:

@@ -11,7 +11,7 @@ import stat
 from array import array
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-NO_OWNER = -1
+NO_OWNER = 0xFFFFFFFF      # (uid_t)-1: never a real owner
 
 
 class Row(NamedTuple):
@@ -60,8 +60,8 @@ class EntryTable:
         self.flags = array("H")
         self.mtime_ns = array("q")
         self.mode = array("H")        # st_mode fits in 16 bits
-        self.uid = array("i")
-        self.gid = array("i")
+        self.uid = array("I")
+        self.gid = array("I")
         self.record_at = array("q")
         self.record_len = array("I")
         self.dead = bytearray()
@@ -130,7 +130,3 @@ class EntryTable:
         offsets = self.offset
         rows.sort(key=offsets.__getitem__)
         return rows
-
-    def find_owner(self, i: int) -> Optional[tuple]:
-        uid, gid = self.uid[i], self.gid[i]
-        return None if uid == NO_OWNER else (uid, gid)

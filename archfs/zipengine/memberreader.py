@@ -26,7 +26,7 @@ import zlib
 from collections import OrderedDict
 from typing import NamedTuple, Optional
 
-from archfs.errors import CorruptMemberError
+from archfs.errors import CorruptMemberError, PasswordRequired
 from archfs.zipengine.codecs import make_decoder
 from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, ZipDecrypter
 
@@ -132,14 +132,16 @@ class Verdicts:
         self._bad = {}
         self._good = set()
 
-    def bad(self, key) -> Optional[str]:
-        return self._bad.get(key)
+    def bad(self, key) -> Optional[Exception]:
+        """A fresh error to raise for a member found damaged before, or None."""
+        found = self._bad.get(key)
+        return None if found is None else found[0](found[1])
 
     def is_good(self, key) -> bool:
         return key in self._good
 
-    def mark_bad(self, key, why: str) -> None:
-        self._bad[key] = why
+    def mark_bad(self, key, exc: Exception) -> None:
+        self._bad[key] = (type(exc), str(exc))
         self._good.discard(key)
 
     def mark_good(self, key) -> None:
@@ -182,6 +184,9 @@ class DecodeStream:
                     data = self.decrypter.decrypt(data)
                 self.comp_pos += n
             elif self.decoder.needs_input:
+                if info.method == 0:     # stored data simply ends with its bytes
+                    self.decoder.eof = True
+                    continue
                 raise CorruptMemberError("%s: compressed data ends before the member does"
                                          % info.name)
             else:
@@ -242,9 +247,9 @@ class MemberReader(io.RawIOBase):
         self._crc = 0
         self._stored = info.method == 0 and info.decrypter is None
         try:
-            why = verdicts.bad(info.key)
-            if why is not None:
-                raise CorruptMemberError(why)
+            known = verdicts.bad(info.key)
+            if known is not None:
+                raise known
             if info.usize <= SMALL_MEMBER and not (self._stored and verdicts.is_good(info.key)):
                 self._small = self._guard(self._read_whole)
         except BaseException:
@@ -263,8 +268,12 @@ class MemberReader(io.RawIOBase):
         try:
             return work(*args)
         except CorruptMemberError as exc:
-            self._verdicts.mark_bad(self._info.key, str(exc))
-            raise
+            if self._info.decrypter is not None:
+                # the one-byte password check passes for 1 wrong password in 256
+                exc = PasswordRequired("%s: wrong password, or the member is damaged (%s)"
+                                       % (self._info.name, exc))
+            self._verdicts.mark_bad(self._info.key, exc)
+            raise exc from None
 
     def _read_whole(self) -> bytes:
         info = self._info

@@ -146,8 +146,8 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
     table.flags.extend(_plane(heads, k, HEAD, 8, 2, "H"))
     table.mtime_ns.extend(mtimes)
     table.mode.extend(modes)
-    table.uid.extend(uid if uid is not None else array("i", [NO_OWNER]) * k)
-    table.gid.extend(gid if gid is not None else array("i", [NO_OWNER]) * k)
+    table.uid.extend(uid if uid is not None else array("I", [NO_OWNER]) * k)
+    table.gid.extend(gid if gid is not None else array("I", [NO_OWNER]) * k)
     table.record_at.extend(array("q", map(base.__add__, positions)))
     table.record_len.extend(array("I", map((HEAD + xlen).__add__, nlens)))
     table.dead.extend(bytes(k))
@@ -238,9 +238,6 @@ def _extra_columns(data, positions, nlens, xlen, k):
                     return None
             uid = _plane(blob, k, xlen, start + 2, 4, "I")
             gid = _plane(blob, k, xlen, start + 7, 4, "I")
-            if max(uid) > 0x7FFFFFFF or max(gid) > 0x7FFFFFFF:
-                return None
-            uid, gid = array("i", uid.tobytes()), array("i", gid.tobytes())
         else:
             return None   # zip64, unicode path, unknown fields: record by record
     return ut, ntfs, uid, gid
@@ -309,7 +306,7 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
                     mtime_ns = ns
             elif tag == fmt.EXTRA_UNIX_OWNER:
                 owner = fmt.parse_unix_owner(data)
-                if owner is not None and max(owner) <= 0x7FFFFFFF:
+                if owner is not None and max(owner) < NO_OWNER:
                     uid, gid = owner
             elif tag == fmt.EXTRA_UNICODE_PATH:
                 if not ascii_name and not flags & fmt.FLAG_UTF8:

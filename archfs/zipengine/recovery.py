@@ -15,22 +15,16 @@ from typing import Optional
 
 from archfs.errors import CorruptArchiveError
 from archfs.zipengine import format as fmt
-from archfs.zipengine.centraldir import EndRecord, check_end, pread_exact, read_central_directory
+from archfs.zipengine.centraldir import (
+    EndRecord,
+    check_end,
+    first_local_header,
+    pread_exact,
+    read_central_directory,
+)
 
 SCAN_BLOCK = 1 << 20
 OWN_TAIL_SIGS = (fmt.LOCAL_SIG, fmt.CENTRAL_SIG, fmt.ZIP64_EOCD_SIG, fmt.EOCD_SIG)
-
-
-def first_local_header(fd: int, file_size: int) -> int:
-    """Position of the first local header signature, or -1."""
-    pos = 0
-    while pos < file_size:
-        block = pread_exact(fd, min(SCAN_BLOCK + 3, file_size - pos), pos)
-        found = block.find(fmt.LOCAL_SIG)
-        if found >= 0:
-            return pos + found
-        pos += SCAN_BLOCK
-    return -1
 
 
 def find_last_good_end(fd: int, file_size: int, path: str = "") -> Optional[EndRecord]:

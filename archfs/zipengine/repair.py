@@ -23,6 +23,7 @@ from typing import Callable, List, NamedTuple, Optional
 from archfs.errors import NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
 from archfs.zipengine.centraldir import pread_exact, read_end
+from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.names import decode_name, safe_path
 
 SCAN = 1 << 20
@@ -113,7 +114,7 @@ def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
         mode = (0o40755 if is_dir else 0o100644)
         records.append(writer.central_record(
             name, mode, entry.flags, entry.method, entry.mtime_ns, entry.crc, entry.csize, entry.usize, entry.offset,
-            -1, -1))
+            NO_OWNER, NO_OWNER))
     cd_start = size
     pos = cd_start
     for record in records:

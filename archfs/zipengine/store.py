@@ -144,6 +144,7 @@ class ZipStore:
         size = os.fstat(fd).st_size
         end = read_end(fd, size)
         if end is None and size == 0 and self.writable:
+            log.warning("%s: empty file; it becomes a new, empty archive", self.path)
             writer.write_all(fd, writer.end_records(0, 0, 0, b""), 0)
             os.fsync(fd)
             size = os.fstat(fd).st_size
@@ -240,7 +241,7 @@ class ZipStore:
     # -- queries ----------------------------------------------------------------
 
     def stat(self, path: str) -> Tuple[int, int, int, int, int]:
-        """(mode, size, mtime_ns, uid, gid); uid/gid are -1 when not recorded."""
+        """(mode, size, mtime_ns, uid, gid); uid/gid are NO_OWNER when not recorded."""
         t = self._table
         with self._meta:
             node, row = self._tree.lookup(path)

@@ -42,6 +42,7 @@ class Tree:
         self.table = table
         self.paths: Dict[str, int] = {}
         self.dirs: Dict[str, DirNode] = {"": DirNode()}
+        self._next_backup: Dict[str, int] = {}
 
     # -- building -----------------------------------------------------------
 
@@ -126,12 +127,13 @@ class Tree:
 
         It stays in the same directory, so the directory's row list is unchanged.
         """
-        number = 1
+        number = self._next_backup.get(path, 1)   # thousands of clashes stay linear
         while True:
             candidate = backup_spelling(path, number)
+            number += 1
             if candidate not in self.paths and candidate not in self.dirs:
                 break
-            number += 1
+        self._next_backup[path] = number
         if self.paths.get(path) == row:
             del self.paths[path]
             self.paths[candidate] = row
@@ -148,13 +150,19 @@ class Tree:
         node = self.dirs.get(path)
         if node is not None:
             return node
-        parent_path, _, base = path.rpartition("/")
-        parent = self.ensure_dir(parent_path)
-        clash = self.paths.get(path)
-        if clash is not None and not stat.S_ISDIR(self.table.mode[clash]):
-            self._respell(clash, path)          # a directory takes the name from a file
-        node = self.dirs[path] = DirNode()
-        parent.subdirs[base] = None
+        missing = [path]                   # iterative: names may have thousands of parts
+        parent_path = path.rpartition("/")[0]
+        while parent_path not in self.dirs:
+            missing.append(parent_path)
+            parent_path = parent_path.rpartition("/")[0]
+        parent = self.dirs[parent_path]
+        for dir_path in reversed(missing):
+            clash = self.paths.get(dir_path)
+            if clash is not None and not stat.S_ISDIR(self.table.mode[clash]):
+                self._respell(clash, dir_path)     # a directory takes the name from a file
+            node = self.dirs[dir_path] = DirNode()
+            parent.subdirs[dir_path.rpartition("/")[2]] = None
+            parent = node
         return node
 
     def _attach_file(self, path: str, row: int) -> None:

@@ -15,6 +15,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt
 from archfs.zipengine.codecs import Deflater, worth_compressing
+from archfs.zipengine.entries import NO_OWNER
 
 WRITE_CHUNK = 1 << 20
 SMALL_FILE = 1 << 20
@@ -215,7 +216,7 @@ def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int,
         big.append(offset)
         offset_f = fmt.MAX32
     extra = (fmt.build_zip64(*big) if big else b"") + _time_extras(mtime_ns)
-    if uid >= 0:
+    if uid != NO_OWNER:
         extra += fmt.build_unix_owner(uid, gid)
     if len(extra) + len(kept_extras) <= MAX_EXTRA:
         extra += kept_extras
