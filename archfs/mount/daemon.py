@@ -27,6 +27,7 @@ from typing import List, Optional
 
 from archfs.mount import fuselib, preflight, statefiles
 from archfs.mount.options import MountOptions, OptionError, check_plugin_options
+from archfs.mount.readahead import set_readahead_when_live
 from archfs.mount.scratch import remove_stale
 from archfs.progress import ProgressBar
 
@@ -232,6 +233,8 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     def on_ready():
         if capture is not None:
             capture.release(logging.DEBUG)  # only libfuse's notes once it mounted
+        if request.options.readahead_kb:
+            set_readahead_when_live(request.mountpoint, request.options.readahead_kb)
         log.info("mounted %s on %s (%s%s)", request.archive, request.mountpoint,
                  "read-only" if read_only else "read-write",
                  "" if read_only else ", commit interval %gs" % request.options.commit_interval)

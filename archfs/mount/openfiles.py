@@ -379,17 +379,19 @@ class OpenFiles:
                           entry.mtime_ns if entry.mtime_ns is not None else st.st_mtime_ns)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
-        """The archive's listing plus new files not copied back yet."""
-        children = dict(self.archive.listdir(path))
+        """The archive's listing (in archive order) plus new files not
+        copied back yet."""
+        listing = self.archive.listdir(path)
         prefix = path + "/" if path else ""
         with self._table_lock:
-            new = [p for p, e in self._table.items()
-                   if not e.in_archive and not e.unlinked and p.startswith(prefix)]
-        for name in new:
-            rest = name[len(prefix):]
-            if "/" not in rest:
-                children.setdefault(rest, _stat.S_IFREG)
-        return sorted(children.items())
+            new = [p[len(prefix):] for p, e in self._table.items()
+                   if not e.in_archive and not e.unlinked and p.startswith(prefix)
+                   and "/" not in p[len(prefix):]] if self._table else []
+        if new:
+            known = {name for name, _ in listing}
+            listing = list(listing)
+            listing.extend((name, _stat.S_IFREG) for name in new if name not in known)
+        return listing
 
     def chmod(self, path: str, mode: int) -> None:
         self._check_writable()

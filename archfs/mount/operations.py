@@ -14,6 +14,8 @@ import logging
 import os
 import stat as _stat
 import time
+from itertools import repeat
+from operator import itemgetter, methodcaller
 
 from archfs.archives.abstractarchive import MemberStat
 from archfs.errors import NotSupported, ReadOnlyError
@@ -89,16 +91,9 @@ class ArchiveOperations(mfusepy.Operations):
         return self._attrs(self.files.stat(_name(path)))
 
     @fuse_errors
-    def opendir(self, path):
-        """Directories are listed from the archive's tree; nothing to open."""
-        return 0
-
-    @fuse_errors
     def readdir(self, path, fh):
-        entries = [(".", _stat.S_IFDIR, 0), ("..", _stat.S_IFDIR, 0)]
-        entries.extend((name, _stat.S_IFMT(mode), 0)
-                       for name, mode in self.files.listdir(_name(path)))
-        return entries
+        """(name, st_mode) pairs; only the mode's type bits reach the kernel."""
+        return _DOTS + self.files.listdir(_name(path))
 
     @fuse_errors
     def readlink(self, path):
@@ -238,46 +233,43 @@ class ArchiveOperations(mfusepy.Operations):
 
 
 class ArchfsFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE with three changes:
+    """mfusepy's FUSE with two changes:
 
     - rename's flags are passed on (libfuse3 gives them; mfusepy drops them,
       which would turn ``mv -n`` into an overwriting rename);
-    - directories are opened with ``cache_readdir`` and ``keep_cache`` (libfuse
-      3.5+), so the kernel keeps listings in its page cache and a second walk
-      of the tree costs no Python; the kernel drops a directory's cached
-      listing whenever an entry in it changes through the mount;
-    - readdir hands entries to libfuse in a lean loop (a million entries is
-      a common archive, and mfusepy's general loop is several times slower).
+    - readdir hands entries to libfuse with the loop running in C (``map``
+      and ``any``): a walk of a million-member archive calls the filler a
+      million times, and mfusepy's general Python loop costs several times
+      as much per entry. (Kernel caching of listings, ``cache_readdir``, is
+      not available: libfuse's high-level opendir does not pass it on.)
     """
 
     def rename_fuse_3(self, old, new, flags):
         return self.operations.rename(old.decode(self.encoding, self.errors),
                                       new.decode(self.encoding, self.errors), flags)
 
-    def opendir(self, path, fip):
-        fi = fip.contents
-        fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
-        if _CACHE_READDIR:
-            fi.cache_readdir = 1
-            fi.keep_cache = 1
-        return 0
-
     def _readdir(self, path, buf, filler, offset, fip):
         entries = self.operations.readdir(
             None if path is None else path.decode(self.encoding, self.errors), fip.contents.fh)
-        st = mfusepy.c_stat()
-        encoding, errors = self.encoding, self.errors
-        if mfusepy.fuse_version_major == 3:
-            for name, mode, _ in entries:
-                st.st_mode = mode
-                if filler(buf, name.encode(encoding, errors), st, 0, 0):
-                    break
-        else:
-            for name, mode, _ in entries:
-                st.st_mode = mode
-                if filler(buf, name.encode(encoding, errors), st, 0):
-                    break
+        names = map(methodcaller("encode", self.encoding, self.errors), map(_first, entries))
+        stats = map(_STATS.__getitem__, map(_second, entries))
+        extra = (repeat(0), repeat(0)) if mfusepy.fuse_version_major == 3 else (repeat(0),)
+        # filler returns non-zero when libfuse's buffer is full: any() stops there
+        any(map(filler, repeat(buf), names, stats, *extra))
         return 0
 
 
-_CACHE_READDIR = any(field[0] == "cache_readdir" for field in mfusepy.fuse_file_info._fields_)
+_DOTS = [(".", _stat.S_IFDIR), ("..", _stat.S_IFDIR)]
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+class _StatsByMode(dict):
+    """One shared c_stat per st_mode value: readdir passes only the mode."""
+
+    def __missing__(self, mode):
+        st = self[mode] = mfusepy.c_stat()
+        st.st_mode = mode
+        return st
+
+
+_STATS = _StatsByMode()

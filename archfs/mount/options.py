@@ -27,6 +27,8 @@ KNOWN = {
     "tmpdir": (True, "directory for files being written (default: beside the archive)"),
     "attr_timeout": (True, "seconds the kernel caches attributes"),
     "entry_timeout": (True, "seconds the kernel caches names"),
+    "readahead_kb": (True, "kernel readahead, and so the size of reads (default 1024; "
+                           "set by root only; 0 keeps the kernel's default)"),
 }
 
 
@@ -39,6 +41,7 @@ class MountOptions:
     tmpdir: Optional[str] = None
     attr_timeout: Optional[float] = None
     entry_timeout: Optional[float] = None
+    readahead_kb: int = 1024
     plugin: Dict[str, str] = field(default_factory=dict)
 
 
@@ -93,6 +96,11 @@ def parse_options(texts: Iterable[str]) -> MountOptions:
                 opts.commit_interval = _seconds(name, value)
             elif name in ("allow_other", "allow_root"):
                 setattr(opts, name, True)
+            elif name == "readahead_kb":
+                if not value.isdigit():
+                    raise OptionError("option readahead_kb needs a whole number of KiB, not %r"
+                                      % value)
+                opts.readahead_kb = int(value)
             elif name == "tmpdir":
                 if not value:
                     raise OptionError("option tmpdir needs a directory")

@@ -4,7 +4,9 @@ trusted.
 
 - Stored members are read with ``pread`` at their offset: random access
   costs nothing.
-- Compressed members are decoded forward from the nearest seek point. For
+- Compressed members are decoded forward from the nearest seek point. A
+  member read in order is decoded ahead on another thread (``prefetch.py``).
+  For
   deflate a seek point is a copy of the decoder state taken every
   ``SEEK_SPACING`` bytes of output while decoding, shared by all readers of
   the member, so once a member has been read through, a random read decodes
@@ -28,11 +30,13 @@ from typing import NamedTuple, Optional
 
 from archfs.errors import CorruptMemberError, PasswordRequired
 from archfs.zipengine.codecs import make_decoder
+from archfs.zipengine.prefetch import ChunkWindow, Prefetcher
 from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, ZipDecrypter
 
 SMALL_MEMBER = 1 << 20
 SEEK_SPACING = 2 << 20
-WINDOW = 1 << 20
+WINDOW = 4 << 20                  # more than the kernel's readahead asks for at once
+SEQUENTIAL_GAP = 256 << 10        # a read this close after the last one continues it
 INPUT_CHUNK = 64 << 10
 OUTPUT_CHUNK = 256 << 10
 SEEK_POINT_BYTES = 40 << 10       # what one deflate state copy costs
@@ -241,7 +245,9 @@ class MemberReader(io.RawIOBase):
         self._lock = threading.Lock()
         self._pos = 0
         self._stream: Optional[DecodeStream] = None
-        self._window = bytearray()
+        self._window = ChunkWindow(0)
+        self._prefetch: Optional[Prefetcher] = None
+        self._last_end = 0          # where the previous read ended: sequential reads prefetch
         self._small: Optional[bytes] = None
         self._crc_front = 0
         self._crc = 0
@@ -324,34 +330,51 @@ class MemberReader(io.RawIOBase):
         return data
 
     def _pread_decoded(self, offset: int, end: int) -> bytes:
+        sequential = 0 <= offset - self._last_end <= SEQUENTIAL_GAP
+        self._last_end = end
+        if self._prefetch is not None:
+            data = self._prefetch.read(offset, end)
+            if data is not None:
+                if end == self._info.usize:
+                    self._verdicts.mark_good(self._info.key)
+                return data
+            self._stop_prefetch()       # a read behind what it kept: back to on demand
         stream = self._stream
-        win_start = stream.out_pos - len(self._window) if stream else 0
-        if stream is None or offset < win_start:
+        window = self._window
+        if stream is None or offset < window.start:
             stream = self._restart(offset)
         elif offset > stream.out_pos + SEEK_SPACING and self._seek_index is not None:
             point = self._seek_index.best(offset)
             if point is not None and point.out_pos > stream.out_pos:
                 stream = self._restart(offset)
-        keep = max(WINDOW, end - offset + OUTPUT_CHUNK)
         window = self._window
+        if (sequential and offset >= window.start and end - offset < WINDOW
+                and self._info.usize - end > WINDOW and Prefetcher.acquire_slot()):
+            self._prefetch = Prefetcher(stream, window, self._info.usize)
+            self._stream = None         # the prefetcher owns them now
+            self._window = ChunkWindow(0)
+            return self._pread_decoded(offset, end)
         while stream.out_pos < end:
             chunk = stream.next_chunk(OUTPUT_CHUNK)
             if not chunk:
                 raise CorruptMemberError("%s: member ends before its recorded size" % self._info.name)
-            window += chunk
-            if len(window) > keep:
-                del window[:len(window) - keep]
+            window.append(chunk)
+        window.trim_before(min(offset, end - WINDOW))
         if end == self._info.usize and not stream.done:
             stream.finish()     # verify before the last bytes go out
             self._verdicts.mark_good(self._info.key)
-        start = len(window) - (stream.out_pos - offset)
-        return bytes(window[start:start + (end - offset)])
+        return window.get(offset, end)
 
     def _restart(self, offset: int) -> DecodeStream:
         point = self._seek_index.best(offset) if self._seek_index is not None else None
         self._stream = DecodeStream(self._source, self._info, self._seek_index, point)
-        self._window = bytearray()
+        self._window = ChunkWindow(self._stream.out_pos)
         return self._stream
+
+    def _stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.stop()
+            self._prefetch = None
 
     # -- io.RawIOBase -------------------------------------------------------
 
@@ -393,11 +416,12 @@ class MemberReader(io.RawIOBase):
 
     def close(self):
         if not self.closed and self._source is not None:
+            self._stop_prefetch()
             self._source.release()
             self._source = None
             if self._on_close is not None:
                 self._on_close()
             self._stream = None
-            self._window = bytearray()
+            self._window = ChunkWindow(0)
             self._small = None
         super().close()

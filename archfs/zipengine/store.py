@@ -258,7 +258,7 @@ class ZipStore:
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         with self._meta:
             if path in self._tree.dirs:
-                return list(self._tree.children(path))
+                return self._tree.children(path)
             if path in self._tree.paths:
                 raise NotADirectory("%s: not a directory" % path)
         raise NoSuchFile("%s: no such directory" % path)
