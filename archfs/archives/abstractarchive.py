@@ -202,8 +202,12 @@ class AbstractArchive(metaclass=ABCMeta):
         """Add a local file as a new member; FileAlreadyExistsError if it exists."""
 
     @abstractmethod
-    def writedata(self, filename, data):
-        """Write bytes as the named member, replacing any member of that name."""
+    def writedata(self, filename, data, *, mode: Optional[int] = None,
+                  mtime_ns: Optional[int] = None):
+        """Write bytes as the named member, replacing any member of that name.
+
+        ``mode`` and ``mtime_ns`` as for ``replace_localfile`` (default: keep
+        the old member's permission bits, else 0o644; now)."""
 
     @abstractmethod
     def is_file(self, member):

@@ -285,12 +285,13 @@ class FilesystemArchive(AbstractArchive):
             raise _archfs_error(exc, os.fspath(local_file)) from None
         self.replace_localfile(local_file, name, mode=_stat.S_IMODE(st.st_mode))
 
-    def writedata(self, filename, data):
+    def writedata(self, filename, data, *, mode=None, mtime_ns=None):
         """Store ``data`` (bytes-like) as ``filename``, replacing any such member."""
         if isinstance(data, str):
             raise TypeError("writedata needs bytes, not str")
         name, path = self._writable_path(filename)
-        self._store(name, path, lambda out: out.write(data), None, time.time_ns())
+        self._store(name, path, lambda out: out.write(data), mode,
+                    time.time_ns() if mtime_ns is None else mtime_ns)
 
     def is_file(self, member):
         """Whether ``member`` is a regular file (following symlinks inside the

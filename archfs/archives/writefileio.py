@@ -4,11 +4,19 @@ A written member lives in a local temporary file; ``sync()`` copies it into
 the archive through the plugin's ``replace_localfile``, and ``close()`` does a
 last sync and deletes the local file. The mount uses one of these per file
 open for writing, so the archive only ever sees whole, finished contents.
+
+``SpooledWriteFileIO`` is the same with the local file kept in memory while
+it is small (copied back with ``writedata``) and moved to a real temporary
+file once it grows: copying ten thousand small files into a mount then
+creates and deletes no scratch files.
 """
 
 import io
 import os
-from typing import Optional
+import shutil
+import threading
+import time
+from typing import Callable, Optional
 
 from archfs.archives.abstractarchive import member_name
 
@@ -41,6 +49,27 @@ class WriteFileIO(io.FileIO):
     def truncate(self, size=None):
         self.dirty = True
         return super().truncate(size)
+
+    # -- positioned access, shared with SpooledWriteFileIO ----------------------
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return os.pread(self.fileno(), size, offset)
+
+    def pwrite(self, data, offset: int) -> int:
+        self.dirty = True
+        return os.pwrite(self.fileno(), data, offset)
+
+    def size(self) -> int:
+        return os.fstat(self.fileno()).st_size
+
+    def local_mtime_ns(self) -> int:
+        """When the content last changed (the local file's mtime)."""
+        return os.fstat(self.fileno()).st_mtime_ns
+
+    def save_copy(self, target: str) -> None:
+        """Copy the content to ``target`` (to rescue it when copy-back failed)."""
+        self.flush()
+        shutil.copyfile(self.name, target)
 
     def sync(self) -> bool:
         """Copy the content into the archive now if it changed; True if copied."""
@@ -79,3 +108,166 @@ class WriteFileIO(io.FileIO):
                 os.unlink(self.name)
             except FileNotFoundError:
                 pass
+
+
+class SpooledWriteFileIO:
+    """A member being written: bytes in memory up to ``limit``, then a
+    ``WriteFileIO`` on the path ``spill()`` hands out.
+
+    All spooled files together hold at most ``MEMORY_BUDGET`` bytes in memory;
+    past it new content goes to disk at once. Same interface as WriteFileIO
+    for ``pread``, ``pwrite``, ``truncate``, ``size``, ``local_mtime_ns``,
+    ``sync``, ``close``, ``discard``, ``dirty``, ``member``, ``mode_bits``,
+    ``mtime_ns`` and ``closed``.
+    """
+
+    MEMORY_BUDGET = 64 << 20
+    _held = 0
+    _held_lock = threading.Lock()
+
+    def __init__(self, archive, member, spill: Callable[[], str], *, initial: bytes = b"",
+                 dirty: bool = True, mode: Optional[int] = None,
+                 mtime_ns: Optional[int] = None, limit: int = 256 << 10):
+        self.archive = archive
+        self.member = member_name(member)
+        self.dirty = dirty
+        self.mode_bits = mode
+        self.mtime_ns = mtime_ns
+        self.closed = False
+        self._spill = spill
+        self._limit = limit
+        self._buffer: Optional[bytearray] = bytearray(initial)
+        self._file: Optional[WriteFileIO] = None
+        self._reserved = 0          # bytes of the shared budget this file holds
+        self._changed_ns = time.time_ns()
+        self._hold(len(initial))
+
+    @classmethod
+    def _reserve(cls, delta: int) -> bool:
+        with cls._held_lock:
+            if delta > 0 and cls._held + delta > cls.MEMORY_BUDGET:
+                return False
+            cls._held += delta
+            return True
+
+    def _hold(self, size: int) -> None:
+        """Make room for ``size`` bytes in memory, or move to disk."""
+        if self._buffer is None:
+            return
+        need = size - self._reserved
+        if size > self._limit or (need > 0 and not self._reserve(need)):
+            self._to_disk()
+        elif need > 0:
+            self._reserved += need
+
+    def _to_disk(self) -> None:
+        if self._buffer is None:
+            return
+        path = self._spill()
+        try:
+            local = WriteFileIO(self.archive, self.member, path, dirty=self.dirty,
+                                mode=self.mode_bits, mtime_ns=self.mtime_ns)
+            local.write(self._buffer)
+            local.dirty = self.dirty
+        except BaseException:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        self._reserve(-self._reserved)
+        self._reserved = 0
+        self._buffer = None
+        self._file = local
+
+    @property
+    def name(self) -> Optional[str]:
+        """The local file's path, once there is one."""
+        return self._file.name if self._file is not None else None
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if self._file is not None:
+            return self._file.pread(size, offset)
+        return bytes(self._buffer[offset:offset + size])
+
+    def pwrite(self, data, offset: int) -> int:
+        end = offset + len(data)
+        if self._file is None:
+            self._hold(max(end, len(self._buffer)))
+        self.dirty = True
+        self._changed_ns = time.time_ns()
+        if self._file is not None:
+            return self._file.pwrite(data, offset)
+        buffer = self._buffer
+        if offset > len(buffer):
+            buffer.extend(bytes(offset - len(buffer)))
+        buffer[offset:end] = data
+        return len(data)
+
+    def truncate(self, size: int) -> int:
+        self.dirty = True
+        self._changed_ns = time.time_ns()
+        if self._file is None:
+            self._hold(size)
+        if self._file is not None:
+            return self._file.truncate(size)
+        if size < len(self._buffer):
+            del self._buffer[size:]
+        else:
+            self._buffer.extend(bytes(size - len(self._buffer)))
+        return size
+
+    def size(self) -> int:
+        return self._file.size() if self._file is not None else len(self._buffer)
+
+    def save_copy(self, target: str) -> None:
+        if self._file is not None:
+            self._file.save_copy(target)
+            return
+        with open(target, "wb") as out:
+            out.write(self._buffer)
+
+    def keep_on_disk(self) -> Optional[str]:
+        """Move in-memory content to its local file; the path, or None if that fails."""
+        try:
+            self._to_disk()
+        except OSError:
+            return None
+        return self.name
+
+    def local_mtime_ns(self) -> int:
+        return self._file.local_mtime_ns() if self._file is not None else self._changed_ns
+
+    def sync(self) -> bool:
+        """Copy the content into the archive now if it changed; True if copied."""
+        if not self.dirty:
+            return False
+        if self._file is not None:
+            self._file.mode_bits, self._file.mtime_ns = self.mode_bits, self.mtime_ns
+            self._file.member = self.member
+            copied = self._file.sync()
+        else:
+            self.archive.writedata(self.member, bytes(self._buffer), mode=self.mode_bits,
+                                   mtime_ns=self._changed_ns if self.mtime_ns is None
+                                   else self.mtime_ns)
+            copied = True
+        self.dirty = False
+        return copied
+
+    def close(self) -> None:
+        """Copy back if changed, then let go of the content (kept if that fails)."""
+        if self.closed:
+            return
+        self.sync()
+        self.discard()
+
+    def discard(self) -> None:
+        """Let go of the content without copying it back."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._file is not None:
+            self._file.discard()
+        self._reserve(-self._reserved)
+        self._reserved = 0
+        self._buffer = None

@@ -141,9 +141,9 @@ class ZipfileArchive(AbstractArchive):
         mode = _stat.S_IMODE(os.stat(local_file).st_mode)
         self._store.add_file(member_name(filename), local_file, mode=mode, replace=False)
 
-    def writedata(self, filename, data):
+    def writedata(self, filename, data, *, mode=None, mtime_ns=None):
         self._check_writable()
-        self._store.add_bytes(member_name(filename), bytes(data))
+        self._store.add_bytes(member_name(filename), bytes(data), mode=mode, mtime_ns=mtime_ns)
 
     def is_file(self, member):
         try:

@@ -9,6 +9,8 @@ content is in the archive; until then getattr and readdir answer from it.
 
 Opening an existing member for writing copies nothing: the local file is
 made from the member at the first write or truncate ("materialized").
+Local files up to ``SPOOL_LIMIT`` live in memory (``SpooledWriteFileIO``),
+so copying many small files in creates no scratch files at all.
 
 Before a rename, unlink or rmdir touches a path, unsaved content at or below
 it is copied back first, so the plugin, which does the operation, sees the
@@ -31,7 +33,7 @@ import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from archfs.archives.abstractarchive import MemberStat
-from archfs.archives.writefileio import WriteFileIO
+from archfs.archives.writefileio import SpooledWriteFileIO, WriteFileIO
 from archfs.errors import (
     DirectoryNotEmpty,
     FileAlreadyExistsError,
@@ -44,6 +46,7 @@ from archfs.mount.scratch import Scratch
 log = logging.getLogger("archfs.mount")
 
 _COPY_CHUNK = 1 << 20
+SPOOL_LIMIT = 256 << 10     # written files up to this size stay in memory until copied back
 
 
 class Entry:
@@ -55,7 +58,7 @@ class Entry:
         self.fd_lock = threading.Lock()
         self.handles = 0          # open FUSE handles, readers and writers
         self.writers = 0
-        self.wfile: Optional[WriteFileIO] = None
+        self.wfile = None     # a WriteFileIO or SpooledWriteFileIO
         self.mode_bits = mode_bits
         self.mtime_ns: Optional[int] = None  # set by utimens on unsaved content
         self.in_archive = in_archive         # a member of this name exists
@@ -187,8 +190,9 @@ class OpenFiles:
                 else:
                     entry = Entry(path, mode & 0o7777, in_archive=False)
                     entry.handles = entry.writers = 1
-                    entry.wfile = WriteFileIO(self.archive, path, self.scratch.new_file(path),
-                                              dirty=True, mode=entry.mode_bits)
+                    entry.wfile = SpooledWriteFileIO(
+                        self.archive, path, self._spill_target(path), dirty=True,
+                        mode=entry.mode_bits)
                     with self._table_lock:
                         self._table[path] = entry
                     flags &= ~os.O_TRUNC  # already empty
@@ -252,7 +256,7 @@ class OpenFiles:
         entry = handle.entry
         wfile = entry.wfile
         if wfile is not None:
-            return os.pread(wfile.fileno(), size, offset)
+            return wfile.pread(size, offset)
         with handle.lock:
             if handle.reader is None:
                 handle.reader = self.archive.open(entry.path, "rb")
@@ -273,11 +277,9 @@ class OpenFiles:
         entry = handle.entry
         with entry.lock:
             wfile = self._materialize(entry)
-            fd = wfile.fileno()
             if handle.append:
-                offset = os.fstat(fd).st_size
-            written = os.pwrite(fd, data, offset)
-            wfile.dirty = True
+                offset = wfile.size()
+            written = wfile.pwrite(data, offset)
             entry.mtime_ns = None
         self.cache.changed(entry.path)
         return written
@@ -302,6 +304,16 @@ class OpenFiles:
         first ``keep`` bytes are copied when the file is about to be cut)."""
         if entry.wfile is not None:
             return entry.wfile
+        if keep == 0 or self.archive.stat(entry.path).size <= SPOOL_LIMIT:
+            initial = b""
+            if keep != 0:
+                with self.archive.open(entry.path, "rb") as src:
+                    initial = src.read()
+            entry.wfile = SpooledWriteFileIO(self.archive, entry.path,
+                                             self._spill_target(entry.path), initial=initial,
+                                             dirty=False, mode=entry.mode_bits,
+                                             limit=SPOOL_LIMIT)
+            return entry.wfile
         local = self.scratch.new_file(entry.path)
         try:
             if keep != 0:
@@ -318,6 +330,10 @@ class OpenFiles:
             raise
         entry.wfile = wfile
         return wfile
+
+    def _spill_target(self, path: str):
+        """Where a spooled file goes once it grows: a new scratch file."""
+        return lambda: self.scratch.new_file(path)
 
     # -- copy-back -----------------------------------------------------------
 
@@ -362,10 +378,9 @@ class OpenFiles:
             with entry.fd_lock:
                 wfile = entry.wfile
                 if not wfile.closed:
-                    st = os.fstat(wfile.fileno())
-                    return MemberStat(_stat.S_IFREG | entry.mode_bits, st.st_size,
+                    return MemberStat(_stat.S_IFREG | entry.mode_bits, wfile.size(),
                                       entry.mtime_ns if entry.mtime_ns is not None
-                                      else st.st_mtime_ns)
+                                      else wfile.local_mtime_ns())
         return self.archive.stat(path)
 
     def stat_handle(self, fh: int) -> MemberStat:
@@ -374,9 +389,10 @@ class OpenFiles:
         if entry.wfile is None:
             return self.archive.stat(entry.path)
         with entry.fd_lock:
-            st = os.fstat(entry.wfile.fileno())
-        return MemberStat(_stat.S_IFREG | entry.mode_bits, st.st_size,
-                          entry.mtime_ns if entry.mtime_ns is not None else st.st_mtime_ns)
+            wfile = entry.wfile
+            size, mtime_ns = wfile.size(), wfile.local_mtime_ns()
+        return MemberStat(_stat.S_IFREG | entry.mode_bits, size,
+                          entry.mtime_ns if entry.mtime_ns is not None else mtime_ns)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         """The archive's listing (in archive order) plus new files not

@@ -83,13 +83,15 @@ class MountSession:
             target = os.path.join(rescue, entry.path)
             try:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(entry.wfile.name, target)
+                entry.wfile.save_copy(target)
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     os.unlink(target)
+                local = getattr(entry.wfile, "keep_on_disk", lambda: entry.wfile.name)()
                 log.error("could not copy /%s to %s (%s); it stays in %s", entry.path, target,
-                          exc, entry.wfile.name)
-                places.add(os.path.dirname(entry.wfile.name))
+                          exc, local or "memory, and is lost")
+                if local:
+                    places.add(os.path.dirname(local))
                 keep_scratch = True
                 continue
             log.error("unsaved content of /%s kept in %s", entry.path, target)
