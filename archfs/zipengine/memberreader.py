@@ -39,6 +39,7 @@ WINDOW = 4 << 20                  # more than the kernel's readahead asks for at
 SEQUENTIAL_GAP = 256 << 10        # a read this close after the last one continues it
 INPUT_CHUNK = 64 << 10
 OUTPUT_CHUNK = 256 << 10
+SKIP_CHUNK = 1 << 20              # decoding up to a far offset: bigger steps, fewer calls
 SEEK_POINT_BYTES = 40 << 10       # what one deflate state copy costs
 SEEK_BUDGET = 96 << 20            # all seek points of all members together
 
@@ -355,10 +356,12 @@ class MemberReader(io.RawIOBase):
             self._window = ChunkWindow(0)
             return self._pread_decoded(offset, end)
         while stream.out_pos < end:
-            chunk = stream.next_chunk(OUTPUT_CHUNK)
+            chunk = stream.next_chunk(SKIP_CHUNK if stream.out_pos < offset - WINDOW
+                                      else OUTPUT_CHUNK)
             if not chunk:
                 raise CorruptMemberError("%s: member ends before its recorded size" % self._info.name)
             window.append(chunk)
+            window.trim_before(min(offset, window.end - WINDOW))   # bounded while it skips
         window.trim_before(min(offset, end - WINDOW))
         if end == self._info.usize and not stream.done:
             stream.finish()     # verify before the last bytes go out
