@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from zip_builders import (
+    SEVEN_ZIP,
     DEFLATED,
     STORED,
     Entry,
@@ -335,9 +336,9 @@ def make_aes(directory) -> Case:
     (source / "aes.txt").write_bytes(b"aes protected\n")
     (source / "plain.txt").write_bytes(NORMAL)
     path = Path(directory) / "aes.zip"
-    subprocess.run(["7zz", "a", "-tzip", "-mem=AES256", "-p" + PASSWORD, str(path), "aes.txt"],
+    subprocess.run([SEVEN_ZIP, "a", "-tzip", "-mem=AES256", "-p" + PASSWORD, str(path), "aes.txt"],
                    cwd=source, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["7zz", "a", "-tzip", str(path), "plain.txt"], cwd=source, check=True,
+    subprocess.run([SEVEN_ZIP, "a", "-tzip", str(path), "plain.txt"], cwd=source, check=True,
                    stdout=subprocess.DEVNULL)
     shutil.rmtree(source)
     return Case(path, good={"plain.txt": NORMAL}, failing={"aes.txt": errno.ENOTSUP})

@@ -17,6 +17,7 @@ from archfs.archives.zipfilearchive import ZipfileArchive
 from archfs.errors import CorruptMemberError
 from archfs.zipengine import archivefile, memberreader
 from zip_builders import (
+    SEVEN_ZIP,
     BZIP2,
     DEFLATED,
     LZMA,
@@ -287,7 +288,7 @@ def test_zip64_archive_takes_a_new_member_without_rewriting(huge_zip, tmp_path):
     assert run(["unzip", "-Z1", str(path)]).split() == ["huge.bin", "after.txt", "new.txt"]
     text = run(["unzip", "-t", str(path), "new.txt", "after.txt"])
     assert "No errors detected" in text and "warning" not in text.lower()
-    text = run(["7zz", "t", str(path), "new.txt", "after.txt"])
+    text = run([SEVEN_ZIP, "t", str(path), "new.txt", "after.txt"])
     assert "Everything is Ok" in text and "warning" not in text.lower()
     store = open_store(path, False)
     assert store.stat("huge.bin")[1] == BIG

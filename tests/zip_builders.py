@@ -21,6 +21,9 @@ from typing import Dict, List, Optional, Sequence
 
 from archfs.zipengine.store import StoreOptions, ZipStore
 
+# 7-Zip as Debian 12 / Ubuntu 24.04 ship it (7zz), or p7zip on older releases (7z)
+SEVEN_ZIP = shutil.which("7zz") or shutil.which("7z") or "7zz"
+
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
 UNIX, MSDOS = 3, 0
 
@@ -383,7 +386,7 @@ def sevenzip_test(path, sfx: bool = False) -> str:
     With ``sfx`` the one warning 7-Zip gives every archive with a stub in
     front is allowed (with its "WARNING:" header and summary line).
     """
-    text = run(["7zz", "t", str(path)])
+    text = run([SEVEN_ZIP, "t", str(path)])
     assert "Everything is Ok" in text, text
     checked = text
     if sfx:
@@ -419,7 +422,7 @@ def names_by_tool(path) -> Dict[str, List[str]]:
     def clean(names):
         return sorted(n[:-1] if n.endswith("/") else n for n in names)
 
-    seven = run(["7zz", "l", "-slt", str(path)])
+    seven = run([SEVEN_ZIP, "l", "-slt", str(path)])
     listing = seven.split("\n----------\n", 1)[1]
     seven_names = [line[len("Path = "):] for line in listing.splitlines()
                    if line.startswith("Path = ")]
@@ -450,8 +453,8 @@ def extract_with(tool: str, path, dest) -> Dict[str, bytes]:
     os.makedirs(dest, exist_ok=True)
     if tool == "unzip":
         run(["unzip", "-qq", "-o", str(path), "-d", dest])
-    elif tool == "7zz":
-        run(["7zz", "x", "-y", "-o" + dest, str(path)])
+    elif tool == "7z":
+        run([SEVEN_ZIP, "x", "-y", "-o" + dest, str(path)])
     elif tool == "bsdtar":
         run(["bsdtar", "xf", str(path), "-C", dest])
     elif tool == "zipfile":

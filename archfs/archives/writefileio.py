@@ -175,10 +175,10 @@ class SpooledWriteFileIO:
             except OSError:
                 pass
             raise
+        self._file = local          # set before the buffer goes: readers do not lock
         self._reserve(-self._reserved)
         self._reserved = 0
         self._buffer = None
-        self._file = local
 
     @property
     def name(self) -> Optional[str]:
@@ -186,9 +186,10 @@ class SpooledWriteFileIO:
         return self._file.name if self._file is not None else None
 
     def pread(self, size: int, offset: int) -> bytes:
-        if self._file is not None:
-            return self._file.pread(size, offset)
-        return bytes(self._buffer[offset:offset + size])
+        buffer = self._buffer
+        if buffer is not None:
+            return bytes(buffer[offset:offset + size])
+        return self._file.pread(size, offset)
 
     def pwrite(self, data, offset: int) -> int:
         end = offset + len(data)

@@ -389,10 +389,6 @@ class ZipStore:
     def add_file(self, path: str, local_file: str, mode: Optional[int] = None,
                  mtime_ns: Optional[int] = None, replace: bool = True) -> None:
         """Store a local file as ``path``, replacing a file of that name."""
-        self._check_writable()
-        self._check_new_name(path)
-        with self._meta:
-            self._check_target(path, replace)
         if mtime_ns is None:
             mtime_ns = os.stat(local_file).st_mtime_ns
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
@@ -401,10 +397,6 @@ class ZipStore:
 
     def add_bytes(self, path: str, data: bytes, mode: Optional[int] = None,
                   mtime_ns: Optional[int] = None, replace: bool = True) -> None:
-        self._check_writable()
-        self._check_new_name(path)
-        with self._meta:
-            self._check_target(path, replace)
         if mtime_ns is None:
             mtime_ns = time.time_ns()
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
@@ -412,14 +404,16 @@ class ZipStore:
                                                        self.options.level))
 
     def symlink(self, target: str, path: str) -> None:
-        self._check_writable()
-        self._check_new_name(path)
         now = time.time_ns()
         data = target.encode("utf-8", "surrogateescape")
         self._store(path, 0o777, now, False, stat.S_IFLNK,
                     lambda fd, at: writer.append_bytes(fd, at, path, data, now, 0))
 
     def _store(self, path, mode, mtime_ns, replace, kind, append) -> None:
+        """Append a member of ``kind`` and put it at ``path`` (checked twice:
+        before the append, and again once it is written, for races)."""
+        self._check_writable()
+        self._check_new_name(path)
         with self._meta:
             self._check_target(path, replace)
         with self._append:
