@@ -302,8 +302,10 @@ class AbstractArchive(metaclass=ABCMeta):
         """Set the modification time."""
         raise NotSupported("utime is not supported by %s" % self.name)
 
-    def commit(self) -> None:
-        """Make every change so far durable in the archive on disk."""
+    def commit(self):
+        """Make every change so far durable in the archive on disk. Called
+        often (at every fsync): cheap when nothing changed; may return False
+        to say there was nothing to commit."""
         if self.writable:
             raise NotSupported("commit is not supported by %s" % self.name)
 

@@ -221,8 +221,10 @@ class ZipfileArchive(AbstractArchive):
         self._store.utime(member_name(path), mtime_ns)
 
     def commit(self):
+        """False when there was nothing to commit."""
         if self._store.writable:
-            self._store.commit()
+            return self._store.commit()
+        return False
 
     def compact(self) -> bool:
         """Rewrite the archive without dead space, atomically."""

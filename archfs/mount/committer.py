@@ -33,7 +33,6 @@ class Committer:
         self._cond = threading.Condition()
         self._queue: Dict[Entry, None] = {}   # ordered set of entries to copy back
         self._due: Optional[float] = None     # when the next round runs
-        self._changed = False                 # the archive changed since the last commit
         self._stopping = False
         self._commit_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -45,9 +44,9 @@ class Committer:
     # -- events from the mount -------------------------------------------------
 
     def note_change(self) -> None:
-        """The archive is about to change; a commit is due within the interval."""
+        """The archive is about to change, or just did: a commit is due
+        within the interval."""
         with self._cond:
-            self._changed = True
             self._schedule(self.interval)
 
     def _schedule(self, delay: float) -> None:
@@ -67,9 +66,13 @@ class Committer:
             self._schedule(self.interval)
 
     def after_change(self) -> None:
-        """A namespace change was made: with interval 0 commit it now."""
+        """A namespace change was made: with interval 0 commit it now,
+        otherwise within the interval (again: a round that ran between the
+        notice before the change and the change itself did not include it)."""
         if self.interval == 0:
             self.commit()
+        else:
+            self.note_change()
 
     def fsync(self, entry: Optional[Entry]) -> None:
         """Copy back ``entry`` (even if open) and commit; raises on failure."""
@@ -84,19 +87,17 @@ class Committer:
         self.commit()
 
     def commit(self) -> None:
-        """Commit the archive if it changed; raises on failure."""
+        """Commit the archive; raises on failure.
+
+        Always asks the plugin, which knows whether anything changed since
+        its last commit (the zip store's commit of an unchanged index costs
+        nothing). A flag kept here would be cleared by a commit that started
+        just before a change landed, and an fsync after that change would
+        then return without making it durable.
+        """
         with self._commit_lock:
-            with self._cond:
-                if not self._changed:
-                    return
-                self._changed = False
-            try:
-                self.archive.commit()
-            except BaseException:
-                with self._cond:
-                    self._changed = True
-                raise
-            self.commits += 1
+            if self.archive.commit() is not False:
+                self.commits += 1
 
     # -- the background thread -------------------------------------------------
 
