@@ -85,6 +85,10 @@ class ZipModel(RuleBasedStateMachine):
     def blocked_by_file(self, path):
         return any(self.kind(a) in (FILE, LINK) for a in ancestors(path))
 
+    def absent_errors(self, path):
+        """What an operation on a path that does not exist may raise."""
+        return {NoSuchFile, NotADirectory} if self.blocked_by_file(path) else {NoSuchFile}
+
     def missing_parent(self, path):
         return any(self.kind(a) is None for a in ancestors(path))
 
@@ -195,9 +199,7 @@ class ZipModel(RuleBasedStateMachine):
         if kind == DIR:
             errors.add(IsADirectory)
         elif kind is None:
-            errors.add(NoSuchFile)
-            if self.blocked_by_file(path):
-                errors.add(NotADirectory)
+            errors |= self.absent_errors(path)
         if self.expect(errors, lambda: self.archive.remove(path)):
             del self.model[path]
 
@@ -226,9 +228,7 @@ class ZipModel(RuleBasedStateMachine):
         if kind in (FILE, LINK):
             errors.add(NotADirectory)
         elif kind is None:
-            errors.add(NoSuchFile)
-            if self.blocked_by_file(path):
-                errors.add(NotADirectory)
+            errors |= self.absent_errors(path)
         elif self.children(path):
             errors.add(DirectoryNotEmpty)
         if self.expect(errors, lambda: self.archive.rmdir(path)):
@@ -240,9 +240,7 @@ class ZipModel(RuleBasedStateMachine):
         errors = set()
         old_kind, new_kind = self.kind(old), self.kind(new)
         if old_kind is None:
-            errors.add(NoSuchFile)
-            if self.blocked_by_file(old):
-                errors.add(NotADirectory)
+            errors |= self.absent_errors(old)
         elif old != new:
             if self.blocked_by_file(new):
                 errors.add(NotADirectory)
