@@ -8,20 +8,31 @@ by ``archfs repair`` and by simply mounting it again, and must be a valid
 zip holding, for every file, the version fsynced last before the kill or a
 later one (never an older one, never a torn one).
 
-Iterations: ``scaled(ITERATIONS)`` (see ``stress.py``).
+A second test freezes the daemon (SIGSTOP) at many random moments instead
+and copies the archive while it stands still: each copy is what a crash at
+that instant would leave (between two system calls; a write torn by the
+kill itself is what the first test adds), so one mount yields dozens of
+crash points. Every copy must recover to a state the workload allows as of
+that instant.
+
+Iterations: ``scaled(ITERATIONS)`` and ``scaled(FROZEN_RUNS)`` (see ``stress.py``).
 """
 
 import os
 import random
+import shutil
 import signal
 import threading
 import time
 import zipfile
 
 from mount_fixtures import is_mounted
+from archfs.zipengine.repair import repair as repair_in_process
 from stress import assert_valid_zip, repair, scaled
 
 ITERATIONS = 10
+FROZEN_RUNS = 3            # mounts; each is frozen about every 80 ms for FROZEN_SECONDS
+FROZEN_SECONDS = 3.0
 NAMES = ["f%d" % i for i in range(12)] + ["dir/g%d" % i for i in range(6)]
 SIZES = [0, 1, 300, 5000, 70_000, 400_000, 1_500_000]
 
@@ -42,6 +53,8 @@ class Workload:
         self.durable = {}
         self.stop = threading.Event()
         self.error = None
+        self.ended_by = None     # the OSError the dead mount answered, and when
+        self.ended_at = None
         self.fsyncs = 0
 
     def content(self, name: str) -> bytes:
@@ -57,8 +70,8 @@ class Workload:
             os.makedirs(os.path.join(self.root, "dir"), exist_ok=True)
             while not self.stop.is_set():
                 self.step()
-        except OSError:
-            pass     # the daemon was killed: ENOTCONN from here on
+        except OSError as exc:
+            self.ended_by, self.ended_at = exc, time.monotonic()  # checked by the test
         except BaseException as exc:  # a bug in the workload itself
             self.error = exc
 
@@ -79,12 +92,18 @@ class Workload:
                 self.durable[name] = len(self.history[name]) - 1
                 self.fsyncs += 1
 
-    def check(self, found: dict) -> None:
-        """``found``: name -> bytes of every file the archive holds now."""
+    def snapshot(self):
+        """(history, durable) as of now, for checking a copy taken now."""
+        return {name: list(states) for name, states in self.history.items()}, dict(self.durable)
+
+    def check(self, found: dict, snapshot=None) -> None:
+        """``found``: name -> bytes of every file the archive holds (now, or
+        when ``snapshot`` was taken)."""
+        history, durable = snapshot or (self.history, self.durable)
         assert set(found) <= set(NAMES), set(found) - set(NAMES)
         for name in NAMES:
-            states = self.history[name]
-            allowed = states[self.durable[name]:] if name in self.durable else [None] + states
+            states = history[name]
+            allowed = states[durable[name]:] if name in durable else [None] + states
             now = found.get(name)
             assert now in allowed, "%s: the archive holds %s, allowed: %s" % (
                 name, _describe(now), [_describe(s) for s in allowed])
@@ -95,17 +114,61 @@ def _describe(data):
 
 
 def _wait_gone(mount, timeout=20):
+    """Until the daemon and all its threads are gone: its main thread shows
+    as a zombie while another thread may still finish a write."""
     deadline = time.monotonic() + timeout
-    while mount.daemon_running() and time.monotonic() < deadline:
+    while (mount.daemon_running() or _threads_left(mount.pid)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not mount.daemon_running()
+    assert not mount.daemon_running() and not _threads_left(mount.pid)
 
 
-def _kill(mount):
+def _threads_left(pid) -> bool:
+    try:
+        return len(os.listdir("/proc/%d/task" % pid)) > 1
+    except FileNotFoundError:
+        return False
+
+
+def _wait_stopped(pid, timeout=10):
+    """Until every thread of ``pid`` has stopped: kill(2) returns before that,
+    and a thread still running could answer one more request."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+            except FileNotFoundError:
+                continue        # a thread that just ended
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError("the daemon did not stop within %s s" % timeout)
+
+
+def _kill(mount, work, writer):
+    """SIGKILL the daemon, let the writer run into the dead mount, unmount.
+
+    The dead mount stays attached until the lazy unmount, so every call the
+    writer makes meanwhile fails; after the unmount the same path names the
+    bare directory underneath, where a write and its fsync would succeed and
+    be taken for durable ones. So the writer must have stopped first.
+    """
+    killed_at = time.monotonic()
     os.kill(mount.pid, signal.SIGKILL)
-    _wait_gone(mount)
-    mount.unmounted = True
-    mount.force_cleanup()            # the dead mount: fusermount -u -z
+    try:
+        _wait_gone(mount)
+        writer.join(30)
+        assert not writer.is_alive(), "the writer hangs on the dead mount"
+        assert work.error is None, work.error
+        # ENOTCONN, ECONNABORTED or EIO, depending on where the kill caught
+        # the request; an error from before the kill is one the live daemon gave
+        assert work.ended_by is not None, "the writer stopped without an error"
+        assert work.ended_at >= killed_at, "the live mount failed: %r" % work.ended_by
+    finally:
+        mount.unmounted = True
+        mount.force_cleanup()        # the dead mount: fusermount -u -z
     assert not is_mounted(mount.path)
 
 
@@ -123,11 +186,7 @@ def test_sigkill_during_heavy_writes(tmp_path, mounter):
         writer = threading.Thread(target=work.run, daemon=True)
         writer.start()
         time.sleep(rng.uniform(0.3, 2.0))
-        _kill(m)
-        work.stop.set()
-        writer.join(30)
-        assert not writer.is_alive(), "the writer hangs on the dead mount"
-        assert work.error is None, work.error
+        _kill(m, work, writer)
 
         if seed % 2 == 0:
             repair(archive)
@@ -146,3 +205,47 @@ def test_sigkill_during_heavy_writes(tmp_path, mounter):
             assert zf.testzip() is None
         checked += len(work.durable)
     assert checked > len(seeds), "too few fsynced files to check: the workload did not run"
+
+
+def test_frozen_daemon_copies_recover(tmp_path, mounter):
+    runs = scaled(FROZEN_RUNS)
+    copies = 0
+    for run_no in range(runs):
+        rng = random.Random(1000 + run_no)
+        where = tmp_path / ("frozen%d" % run_no)
+        where.mkdir()
+        archive = where / "archive.zip"
+        interval = ["0", "0.1", "1"][run_no % 3]
+        m = mounter(archive, "commit_interval=" + interval, mountpoint=where / "mnt")
+        work = Workload(str(m.path), 1000 + run_no)
+        writer = threading.Thread(target=work.run, daemon=True)
+        writer.start()
+        taken = []
+        deadline = time.monotonic() + FROZEN_SECONDS
+        while time.monotonic() < deadline and writer.is_alive():
+            time.sleep(rng.uniform(0.01, 0.15))
+            os.kill(m.pid, signal.SIGSTOP)
+            try:
+                _wait_stopped(m.pid)
+                state = work.snapshot()
+                copy = where / ("copy%d.zip" % len(taken))
+                shutil.copyfile(archive, copy)
+            finally:
+                os.kill(m.pid, signal.SIGCONT)
+            taken.append((copy, state))
+        work.stop.set()
+        writer.join(60)
+        assert not writer.is_alive(), "the writer hangs"
+        assert work.error is None and work.ended_by is None, work.error or work.ended_by
+        m.unmount()
+        work.check(assert_valid_zip(archive))
+        for copy, state in taken:
+            repair_in_process(str(copy))
+            try:
+                work.check(assert_valid_zip(copy), state)
+            except AssertionError as exc:
+                raise AssertionError("%s (commit interval %s): %s" % (copy, interval, exc))
+            copy.unlink()
+        copies += len(taken)
+        assert work.fsyncs > 10, "the workload hardly ran"
+    assert copies >= 10 * runs

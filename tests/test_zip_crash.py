@@ -298,3 +298,42 @@ def test_every_intermediate_state_recovers(tmp_path, monkeypatch, operation):
         assert_tools_accept(path)
     finally:
         logging.disable(logging.NOTSET)
+
+
+def test_removal_during_a_commit_keeps_the_member_on_disk(tmp_path, monkeypatch):
+    """A removal that lands after a commit wrote its directory but before the
+    commit reuses the space of a dead first member (another thread may
+    remove at any time) must not let that space be overwritten: the
+    directory on disk still lists the member until the next commit."""
+    path = tmp_path / "a.zip"
+    write_zip(path, [Entry("a-first", b"first member, tiny"), Entry("b-middle", b"middle"),
+                     Entry("d/one", b"one" * 50)])
+    before = state_of(path)
+    recorder = StateRecorder(monkeypatch, path)
+    store = open_store(path, True)
+    fill = store._fill_first_hole
+    raced = []
+
+    def remove_first_then_fill():
+        if not raced:
+            raced.append(True)
+            store.remove("a-first")      # as another thread would, holding no commit lock
+        return fill()
+
+    monkeypatch.setattr(store, "_fill_first_hole", remove_first_then_fill)
+    recorder.active = True
+    store.add_bytes("added", b"new member")
+    store.commit()
+    store.commit()                       # the removal, if the first commit left it pending
+    recorder.active = False
+    store.close()
+    after = state_of(path)
+    assert raced and "a-first" not in after[0] and after[0]["added"] == b"new member"
+    committed_first = {**before[0], "added": b"new member"}
+    case = tmp_path / "case.zip"
+    for n, data in enumerate(recorder.states):
+        case.write_bytes(data)
+        files = state_of(case)[0]
+        assert files in (before[0], committed_first, after[0]), "state %d of %d: %r" % (
+            n, len(recorder.states), sorted(files))
+    assert_tools_accept(path)

@@ -5,7 +5,9 @@ On-disk protocol
 ----------------
 The archive is always ``[prefix][members...][central directory][end records]``
 as far as its last committed end record, and archfs only ever writes after
-that point, except for the atomic rename of a compaction.
+that point, with two exceptions: the atomic rename of a compaction, and the
+space of a dead first member, which the last committed central directory
+no longer lists, reused for a filler entry (see ``_fill_first_hole``).
 
 1. A change appends at once: a new or replaced member's local header and
    data go after the current end (past the last end record); a removal or
@@ -176,6 +178,7 @@ class ZipStore:
         self._cd_start, self._cd_size = end.cd_start, end.cd_size
         table = self._table
         self._prefix = min(table.offset) if len(table) else end.cd_start
+        self._listed_from = self._prefix   # the lowest offset the committed directory lists
         self._dead = max(0, end.cd_start - self._prefix - sum(table.csize)
                          - LOCAL_OVERHEAD * len(table))
         self._remember_identity()
@@ -683,6 +686,7 @@ class ZipStore:
         with self._meta:
             live = self._table.live()
             pieces, lengths = self._central_directory(live)
+            listed_from = self._table.offset[live[0]] if live else self._end
             self._dirty = False      # changes from here on belong to the next commit
         cd_start = pos = self._end
         try:
@@ -710,6 +714,7 @@ class ZipStore:
             self._dead += self._committed_end - self._cd_start
             self._cd_start, self._cd_size = cd_start, cd_size
             self._committed_end = self._end = end
+            self._listed_from = listed_from
         self._remember_identity()
 
     def _fill_first_hole(self):
@@ -733,7 +738,10 @@ class ZipStore:
             if not live:
                 return "compact" if self._cd_start > self._prefix else False
             start = self._prefix
-            hole = t.offset[live[0]] - start
+            # dead in the table is not enough: a removal made since the last
+            # commit is still listed on disk, and a crash before the next
+            # commit must find that member's bytes intact
+            hole = min(t.offset[live[0]], self._listed_from) - start
             if hole <= 0 or any(start <= at < start + hole for at in self._readers_at):
                 return False    # a process still reads a removed member there
             choice = self._hole_filler(live, hole)
@@ -919,6 +927,7 @@ class ZipStore:
                     t.record_at[r], t.record_len[r] = at, length
             old_file, self._file = self._file, new_file
             self._cd_start, self._cd_size = result.cd_start, result.cd_size
+            self._listed_from = self._prefix
             self._committed_end = self._end = result.end
             self._dead = 0
         old_file.release()
