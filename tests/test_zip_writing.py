@@ -210,6 +210,41 @@ def test_compact_reclaims_dead_space_and_keeps_everything(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if "archfs-compact" in n]
 
 
+@pytest.mark.parametrize("change", ["rename-file", "rename-dir", "remove"])
+def test_namespace_change_during_a_compaction(tmp_path, monkeypatch, change):
+    """Renames and removals take no commit lock, so they can land while a
+    compaction copies members (another thread's rename(2)). A member renamed
+    then still has a local header under its old name in the new file, and
+    the next commit must copy it under the new one: readers such as zipfile
+    refuse a local name that differs from the central one."""
+    path = write_zip(tmp_path / "c.zip", [Entry("a.txt", b"alpha\n"), Entry("d/b.txt", b"beta\n"),
+                                          Entry("keep.txt", b"keep\n")])
+    store = open_store(path, True)
+    real_rewrite = compaction.rewrite
+
+    def rewrite_while_renaming(*args, **kwargs):
+        result = real_rewrite(*args, **kwargs)
+        {"rename-file": lambda: store.rename("a.txt", "moved.txt"),
+         "rename-dir": lambda: store.rename("d", "e"),
+         "remove": lambda: store.remove("a.txt")}[change]()
+        return result
+
+    monkeypatch.setattr(compaction, "rewrite", rewrite_while_renaming)
+    assert store.compact() is True
+    monkeypatch.setattr(compaction, "rewrite", real_rewrite)
+    store.commit()
+    expected = {"rename-file": {"moved.txt": b"alpha\n", "d/b.txt": b"beta\n"},
+                "rename-dir": {"a.txt": b"alpha\n", "e/b.txt": b"beta\n"},
+                "remove": {"d/b.txt": b"beta\n"}}[change]
+    expected["keep.txt"] = b"keep\n"
+    assert read_all(store) == expected
+    store.close()
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None
+        assert {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()} == expected
+    assert_tools_accept(path)
+
+
 def test_plugin_compact(tmp_path):
     path = tmp_path / "p.zip"
     with ZipfileArchive(url=str(path), mode="w") as archive:
@@ -371,6 +406,27 @@ def test_first_commit_to_a_new_archive(tmp_path):
         assert f.read(4) == b"PK\x03\x04"          # a member first, as 7-Zip expects
     assert_tools_accept(path)
     assert extract_with("7z", path, tmp_path / "out") == {"a": b"1"}
+
+
+def test_failed_first_commit_is_retried_by_the_next(tmp_path, monkeypatch):
+    """The first commit to a new archive rewrites it (a compaction). If that
+    fails (a full disk), the members are still to be committed: the next
+    commit, and closing, must not take the archive for clean."""
+    path = tmp_path / "fresh.zip"
+    with ZipfileArchive(url=str(path), mode="w") as archive:
+        archive.writedata("a", b"1")
+        real_rewrite = compaction.rewrite
+
+        def full_disk(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(compaction, "rewrite", full_disk)
+        with pytest.raises(OSError):
+            archive.commit()
+        monkeypatch.setattr(compaction, "rewrite", real_rewrite)
+        assert archive.commit() is True
+    assert zipfile_contents(path) == {"a": b"1"}
+    assert_tools_accept(path)
 
 
 # -- other programs ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import os
 import urllib.parse
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Dict, Optional, Type
+from typing import Dict, Optional
 
 from archfs.archives.abstractarchive import AbstractArchive, Member, MemberStat  # noqa: F401
 from archfs.errors import ArchivePluginNotFound, FileAlreadyExistsError, NoSuchFile

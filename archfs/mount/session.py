@@ -10,7 +10,6 @@ the failure becomes the daemon's exit status.
 import contextlib
 import logging
 import os
-import shutil
 import threading
 import time
 from typing import Callable, Optional

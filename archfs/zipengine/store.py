@@ -73,10 +73,10 @@ from archfs.zipengine.centraldir import (
     read_end,
 )
 from archfs.zipengine.codecs import check_method
-from archfs.zipengine.entries import NO_OWNER, EntryTable
+from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.memberreader import MemberInfo, MemberReader, SeekIndexCache, Verdicts
 from archfs.zipengine.names import is_valid_new_name
-from archfs.zipengine.tree import DIR_MODE, Tree
+from archfs.zipengine.tree import DIR_MODE
 from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, open_decrypter
 
 log = logging.getLogger("archfs.zip")
@@ -907,21 +907,28 @@ class ZipStore:
             extras = {r: (self._table.extras.get(r, b""), self._table.comments.get(r, b""))
                       for r in live}
         started = time.monotonic()
-        result = compaction.rewrite(self.path, self._file, self._prefix, rows, extras,
-                                    self._comment, self._progress_for("compacting"))
+        try:
+            result = compaction.rewrite(self.path, self._file, self._prefix, rows, extras,
+                                        self._comment, self._progress_for("compacting"))
+        except BaseException:
+            with self._meta:
+                self._dirty = True   # what it was to commit is still to be committed
+            raise
         new_file = ArchiveFile(self.path, True)
         _lock_for_writing(new_file)
         with self._meta:
             moved = result.offsets
             t = self._table
+            written = {r for r, _row in rows}
             for r in range(len(t)):
                 new_offset = moved.get(t.offset[r])
                 if new_offset is None:
                     t.dead[r] = 1   # its data is not in the new file
                     continue
                 t.offset[r] = new_offset
-                t.relocate[r] = 0
                 t.record_at[r] = -1
+                if r in written:    # a row renamed meanwhile has the old name's header
+                    t.relocate[r] = 0
             for r, at, length in result.records:
                 if not t.dead[r]:
                     t.record_at[r], t.record_len[r] = at, length

@@ -18,7 +18,7 @@ from collections import Counter
 from itertools import groupby
 from operator import itemgetter
 from sys import intern
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from archfs.zipengine.entries import EntryTable
 from archfs.zipengine.names import backup_spelling
