@@ -919,7 +919,9 @@ class ZipStore:
         with self._meta:
             moved = result.offsets
             t = self._table
-            written = {r for r, _row in rows}
+            written = bytearray(len(t))      # rows the new file holds under their name
+            for r, _row in rows:
+                written[r] = 1
             for r in range(len(t)):
                 new_offset = moved.get(t.offset[r])
                 if new_offset is None:
@@ -927,7 +929,7 @@ class ZipStore:
                     continue
                 t.offset[r] = new_offset
                 t.record_at[r] = -1
-                if r in written:    # a row renamed meanwhile has the old name's header
+                if written[r]:      # a row renamed meanwhile has the old name's header
                     t.relocate[r] = 0
             for r, at, length in result.records:
                 if not t.dead[r]:
