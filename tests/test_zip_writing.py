@@ -15,7 +15,7 @@ import pytest
 
 from archfs.archives.zipfilearchive import ZipfileArchive
 from archfs.errors import ArchiveBusy, ArchiveChangedError, CorruptArchiveError
-from archfs.zipengine import compaction
+from archfs.zipengine import compaction, store as store_module
 from zip_builders import (
     SEVEN_ZIP,
     Entry,
@@ -242,6 +242,29 @@ def test_namespace_change_during_a_compaction(tmp_path, monkeypatch, change):
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None
         assert {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()} == expected
+    assert_tools_accept(path)
+
+
+def test_compacted_file_that_cannot_be_opened_stops_writes(tmp_path, monkeypatch):
+    """After the rename, the store must write to the new file; if that cannot
+    be opened, writing on to the replaced one would be lost, so writes are
+    refused with a message that says what happened."""
+    path = write_zip(tmp_path / "c.zip", [Entry("a.txt", b"alpha\n"), Entry("b.txt", b"beta\n")])
+    store = open_store(path, True)
+    store.remove("a.txt")
+    real_open = store_module.ArchiveFile
+
+    def no_descriptors(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(store_module, "ArchiveFile", no_descriptors)
+    with pytest.raises(ArchiveChangedError, match="compacted, but could not open"):
+        store.compact()
+    monkeypatch.setattr(store_module, "ArchiveFile", real_open)
+    with pytest.raises(ArchiveChangedError, match="compacted, but could not open"):
+        store.add_bytes("c.txt", b"would be lost")
+    store.close()
+    assert zipfile_contents(path) == {"b.txt": b"beta\n"}
     assert_tools_accept(path)
 
 

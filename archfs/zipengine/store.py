@@ -914,8 +914,7 @@ class ZipStore:
             with self._meta:
                 self._dirty = True   # what it was to commit is still to be committed
             raise
-        new_file = ArchiveFile(self.path, True)
-        _lock_for_writing(new_file)
+        new_file = self._reopen_compacted()
         with self._meta:
             moved = result.offsets
             t = self._table
@@ -944,6 +943,26 @@ class ZipStore:
         log.info("compacted %s to %d bytes in %.1f s", self.path, result.end,
                  time.monotonic() - started)
         return True
+
+    def _reopen_compacted(self) -> ArchiveFile:
+        """The compacted file, now under the archive's name. Should it fail to
+        open, the store still holds the replaced file, and writing there
+        would be lost: writes are refused from then on."""
+        try:
+            new_file = ArchiveFile(self.path, True)
+        except OSError as exc:
+            failure = exc
+        else:
+            try:
+                _lock_for_writing(new_file)
+                return new_file
+            except OSError as exc:
+                new_file.release()
+                failure = exc
+        self._broken = ("%s: compacted, but could not open the new file (%s); refusing "
+                        "further writes" % (self.path, failure))
+        log.error(self._broken)
+        raise ArchiveChangedError(self._broken) from failure
 
     # -- closing ------------------------------------------------------------------
 
