@@ -948,21 +948,18 @@ class ZipStore:
         """The compacted file, now under the archive's name. Should it fail to
         open, the store still holds the replaced file, and writing there
         would be lost: writes are refused from then on."""
+        new_file = None
         try:
             new_file = ArchiveFile(self.path, True)
+            _lock_for_writing(new_file)
+            return new_file
         except OSError as exc:
-            failure = exc
-        else:
-            try:
-                _lock_for_writing(new_file)
-                return new_file
-            except OSError as exc:
+            if new_file is not None:
                 new_file.release()
-                failure = exc
-        self._broken = ("%s: compacted, but could not open the new file (%s); refusing "
-                        "further writes" % (self.path, failure))
-        log.error(self._broken)
-        raise ArchiveChangedError(self._broken) from failure
+            self._broken = ("%s: compacted, but could not open the new file (%s); refusing "
+                            "further writes" % (self.path, exc))
+            log.error(self._broken)
+            raise ArchiveChangedError(self._broken) from exc
 
     # -- closing ------------------------------------------------------------------
 
