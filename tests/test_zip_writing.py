@@ -15,7 +15,8 @@ import pytest
 
 from archfs.archives.zipfilearchive import ZipfileArchive
 from archfs.errors import ArchiveBusy, ArchiveChangedError, CorruptArchiveError
-from archfs.zipengine import compaction, store as store_module
+from archfs.zipengine import compaction
+from archfs.zipengine.store import compacting as store_module
 from zip_builders import (
     SEVEN_ZIP,
     Entry,

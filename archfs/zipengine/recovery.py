@@ -1,7 +1,7 @@
 """Finding the last complete commit after a crash, and cutting off the rest.
 
 A commit appends after the archive's end and finishes with a new end
-record (see ``store.py``), so a crash leaves the last good end record
+record (see ``store/__init__.py``), so a crash leaves the last good end record
 followed by an unfinished tail. ``find_last_good_end`` scans backward for
 end records and takes the newest whose central directory parses completely.
 An end record found inside member data (a zip stored in the zip) is not

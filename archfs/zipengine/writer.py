@@ -3,7 +3,7 @@ archive, central directory records, and the end records.
 
 Everything here writes at an explicit offset with ``pwrite`` and never
 touches bytes before that offset, which is what the commit protocol in
-``store.py`` relies on. Names are always written as UTF-8 with the flag
+``store/__init__.py`` relies on. Names are always written as UTF-8 with the flag
 set; every member gets an extended timestamp (seconds, what Info-ZIP reads)
 and an NTFS timestamp (100 ns, what 7-Zip and Windows read).
 """

@@ -1,0 +1,306 @@
+"""The change operations: appending new and replaced members, and the
+in-memory changes (remove, rename, mkdir, chmod, utime) that the next
+commit makes durable."""
+
+import logging
+import os
+import stat
+import time
+from typing import Optional
+
+from archfs.errors import (
+    DirectoryNotEmpty,
+    FileAlreadyExistsError,
+    InvalidArgument,
+    InvalidMove,
+    IsADirectory,
+    NoSuchFile,
+    NotADirectory,
+    NotSupported,
+)
+from archfs.zipengine import format as fmt, writer
+from archfs.zipengine.names import is_valid_new_name
+from archfs.zipengine.store.options import LOCAL_OVERHEAD
+
+log = logging.getLogger("archfs.zip")
+
+
+class Changes:
+    """Part of ZipStore: every method that changes the archive's contents."""
+
+    def _check_new_name(self, path: str) -> None:
+        if path == "":
+            raise IsADirectory("/: is the root directory")
+        if not is_valid_new_name(path):
+            raise InvalidArgument("%r: not a name a zip archive can hold "
+                              "(backslashes read back as directory separators)" % path)
+
+    def _check_parent(self, path: str) -> None:
+        parent = path.rpartition("/")[0]
+        tree = self._tree
+        while parent and parent not in tree.dirs:
+            if parent in tree.paths:
+                raise NotADirectory("%s: not a directory" % parent)
+            parent = parent.rpartition("/")[0]
+
+    def add_file(self, path: str, local_file: str, mode: Optional[int] = None,
+                 mtime_ns: Optional[int] = None, replace: bool = True) -> None:
+        """Store a local file as ``path``, replacing a file of that name."""
+        if mtime_ns is None:
+            mtime_ns = os.stat(local_file).st_mtime_ns
+        self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
+                    lambda fd, at: writer.append_file(fd, at, path, local_file, mtime_ns,
+                                                      self.options.level))
+
+    def add_bytes(self, path: str, data: bytes, mode: Optional[int] = None,
+                  mtime_ns: Optional[int] = None, replace: bool = True) -> None:
+        if mtime_ns is None:
+            mtime_ns = time.time_ns()
+        self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
+                    lambda fd, at: writer.append_bytes(fd, at, path, data, mtime_ns,
+                                                       self.options.level))
+
+    def symlink(self, target: str, path: str) -> None:
+        now = time.time_ns()
+        data = target.encode("utf-8", "surrogateescape")
+        self._store(path, 0o777, now, False, stat.S_IFLNK,
+                    lambda fd, at: writer.append_bytes(fd, at, path, data, now, 0))
+
+    def _store(self, path, mode, mtime_ns, replace, kind, append) -> None:
+        """Append a member of ``kind`` and put it at ``path`` (checked twice:
+        before the append, and again once it is written, for races)."""
+        self._check_writable()
+        self._check_new_name(path)
+        with self._meta:
+            self._check_target(path, replace)
+        with self._append:
+            self._check_unchanged()
+            written = self._appending(append)
+            with self._meta:
+                try:
+                    self._check_target(path, replace)
+                except OSError:
+                    self._dead += written.end - written.offset
+                    raise
+                old = self._tree.paths.get(path, -1)
+                if mode is None:    # keep a replaced file's permissions, not a link's 0o777
+                    same_kind = old >= 0 and stat.S_IFMT(self._table.mode[old]) == kind
+                    mode = self._table.mode[old] & 0o7777 if same_kind else 0o644
+                row = self._table.add(path, written.offset, written.csize, written.usize,
+                                      written.crc, written.method, written.flags, mtime_ns,
+                                      kind | (mode & 0o7777))
+                if old >= 0:
+                    self._dead += LOCAL_OVERHEAD + self._table.csize[old]
+                    self._tree.replace_file(path, row)
+                else:
+                    self._tree.add_file(path, row)
+                self._dirty = True
+
+    def _check_target(self, path: str, replace: bool) -> None:
+        node, row = self._tree.lookup(path)
+        if node is not None or row >= 0:
+            if not replace:
+                raise FileAlreadyExistsError("%s: file exists" % (path or "/"))
+            if node is not None:
+                raise IsADirectory("%s: is a directory" % (path or "/"))
+        self._check_parent(path)
+
+    def _appending(self, append) -> writer.Written:
+        """Run an append at the end; on failure cut the partial bytes off again."""
+        fd = self._file.fd
+        try:
+            written = append(fd, self._end)
+        except BaseException:
+            try:
+                os.ftruncate(fd, self._end)
+            except OSError:
+                log.exception("%s: could not cut off a failed append", self.path)
+            self._remember_identity()
+            raise
+        self._end = written.end
+        self._remember_identity()
+        return written
+
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
+        """Create a directory; its parent must exist (as with mkdir(2))."""
+        self._check_writable()
+        with self._meta:
+            if path in self._tree.dirs or path in self._tree.paths:
+                raise FileAlreadyExistsError("%s: file exists" % (path or "/"))
+        self._check_new_name(path)
+        with self._meta:
+            self._check_parent(path)
+            parent = path.rpartition("/")[0]
+            if parent not in self._tree.dirs:
+                raise NoSuchFile("%s: no such directory" % parent)
+        self._add_dir_entry(path, mode, time.time_ns(), must_be_new=True)
+
+    def _add_dir_entry(self, path: str, mode: int, mtime_ns: int, must_be_new: bool) -> None:
+        with self._append:
+            self._check_unchanged()
+            written = self._appending(lambda fd, at: writer.append_bytes(
+                fd, at, path, b"", mtime_ns, 0, is_dir=True))
+            with self._meta:
+                node = self._tree.dirs.get(path)
+                if (must_be_new and (node is not None or path in self._tree.paths)) or (
+                        not must_be_new and node is None):
+                    self._dead += written.end - written.offset
+                    raise FileAlreadyExistsError("%s: file exists" % path)
+                row = self._table.add(path, written.offset, 0, 0, 0, fmt.STORED, written.flags,
+                                      mtime_ns, stat.S_IFDIR | (mode & 0o7777))
+                if node is not None and node.row >= 0:
+                    self._table.dead[node.row] = 1
+                self._tree.add_dir(path, row)
+                self._dirty = True
+
+    def remove(self, path: str) -> None:
+        self._check_writable()
+        with self._meta:
+            row = self._file_row(path)
+            self._tree.remove_file(path)
+            self._dead += LOCAL_OVERHEAD + self._table.csize[row]
+            self._dirty = True
+
+    def rmdir(self, path: str) -> None:
+        self._check_writable()
+        with self._meta:
+            if path == "":
+                raise InvalidMove("cannot remove the root directory")
+            if path not in self._tree.dirs:
+                if path in self._tree.paths:
+                    raise NotADirectory("%s: not a directory" % path)
+                raise NoSuchFile("%s: no such directory" % path)
+            if not self._tree.is_empty(path):
+                raise DirectoryNotEmpty("%s: directory not empty" % path)
+            self._tree.remove_dir(path)
+            self._dirty = True
+
+    def rename(self, old: str, new: str) -> None:
+        """rename(2) semantics for files, symlinks and whole directories."""
+        self._check_writable()
+        self._check_new_name(new)
+        with self._meta:
+            tree, table = self._tree, self._table
+            if old == "" or new == "":
+                raise InvalidMove("cannot rename the root directory")
+            old_node, old_row = tree.lookup(old)
+            if old_node is None and old_row < 0:
+                raise NoSuchFile("%s: no such file or directory" % old)
+            if old == new:
+                return
+            self._check_parent(new)
+            if new.rpartition("/")[0] not in tree.dirs:
+                raise NoSuchFile("%s: no such directory" % new.rpartition("/")[0])
+            new_node, new_row = tree.lookup(new)
+            if old_node is not None:
+                if new.startswith(old + "/"):
+                    raise InvalidMove("cannot move %s into itself" % old)
+                if new_node is None and new_row >= 0:
+                    raise NotADirectory("%s: not a directory" % new)
+                if new_node is not None:
+                    if not tree.is_empty(new):
+                        raise DirectoryNotEmpty("%s: directory not empty" % new)
+                    tree.remove_dir(new)
+                self._move_dir(old, new)
+            else:
+                if new_node is not None:
+                    raise IsADirectory("%s: is a directory" % new)
+                moved = table.copy_as(old_row, new)
+                tree.remove_file(old)
+                if new_row >= 0:
+                    self._dead += LOCAL_OVERHEAD + table.csize[new_row]
+                    tree.replace_file(new, moved)
+                else:
+                    tree.add_file(new, moved)
+            self._dirty = True
+
+    def _move_dir(self, old: str, new: str) -> None:
+        tree, table = self._tree, self._table
+        cut = len(old)
+        moves = []
+        for dir_path in tree.subtree_dirs(old):
+            node = tree.dirs[dir_path]
+            files = [r for r in node.files if not table.dead[r]]
+            moves.append((dir_path, node.row, files))
+        for dir_path, _row, _files in reversed(moves):
+            for r in _files:
+                tree.remove_file(table.names[r])
+            tree.dirs.pop(dir_path)
+            tree.paths.pop(dir_path, None)
+        parent, _, base = old.rpartition("/")
+        tree.dirs[parent].subdirs.pop(base, None)
+        for dir_path, row, files in moves:
+            target = new + dir_path[cut:]
+            if row >= 0:
+                tree.add_dir(target, table.copy_as(row, target))
+                table.dead[row] = 1
+            else:
+                tree.ensure_dir(target)
+            for r in files:
+                name = target + table.names[r][len(dir_path):]
+                moved = table.copy_as(r, name)
+                tree.add_file(name, moved)
+
+    def chmod(self, path: str, mode: int) -> None:
+        self._change(path, mode=mode & 0o7777)
+
+    def utime(self, path: str, mtime_ns: int) -> None:
+        self._change(path, mtime_ns=mtime_ns)
+
+    def _change(self, path: str, mode: Optional[int] = None,
+                mtime_ns: Optional[int] = None) -> None:
+        """chmod/utime. The mode lives only in the central record; the time
+        also in the local header, which unzip restores from, so a new time
+        rewrites the local header: in place while the member is not yet
+        committed, else by copying the member at the next commit."""
+        self._check_writable()
+        t = self._table
+        if path == "":
+            with self._meta:
+                if mode is not None:
+                    self._root[0] = stat.S_IFDIR | mode
+                if mtime_ns is not None:
+                    self._root[1] = mtime_ns
+            return
+        with self._append, self._meta:
+            node, row = self._tree.lookup(path)
+            if node is None and row < 0:
+                raise NoSuchFile("%s: no such file or directory" % path)
+            if row >= 0:
+                if mtime_ns is not None and mtime_ns != t.mtime_ns[row]:
+                    if row in t.raw_dos:
+                        raise NotSupported("%s: the time of an encrypted member cannot "
+                                           "change (its password check depends on it)" % path)
+                    t.mtime_ns[row] = mtime_ns
+                    if not self._retime_in_place(row):
+                        t.relocate[row] = 1
+                if mode is not None:
+                    t.mode[row] = stat.S_IFMT(t.mode[row]) | mode
+                t.touch(row)
+                self._dirty = True
+                return
+        # an implied directory gets an explicit entry to hold the attribute
+        current_mode, _size, current_mtime, _uid, _gid = self.stat(path)
+        self._add_dir_entry(path, current_mode if mode is None else mode,
+                            current_mtime if mtime_ns is None else mtime_ns, must_be_new=False)
+
+    def _retime_in_place(self, row: int) -> bool:
+        """Rewrite the local header of a not yet committed member with its new
+        time; False if it is committed (its header must then not change)."""
+        t = self._table
+        if t.offset[row] < self._committed_end or t.relocate[row]:
+            return False
+        found = fmt.read_local_header(self._file.pread, t.offset[row])
+        if found is None:
+            return False
+        fields, data_start = found
+        r = t.row(row)
+        zip64 = fields[7] == fmt.MAX32
+        header = writer.local_header(writer.member_name_bytes(r.name, r.is_dir), r.method,
+                                     fields[2], r.mtime_ns, r.crc, r.csize, r.usize, zip64)
+        if len(header) != data_start - r.offset:
+            return False
+        writer.write_all(self._file.fd, header, r.offset)
+        self._remember_identity()
+        return True
+

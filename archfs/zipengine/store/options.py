@@ -1,0 +1,19 @@
+"""The store's options, and the accounting constant every part shares."""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from archfs.zipengine import format as fmt
+
+LOCAL_OVERHEAD = fmt.LOCAL_HEADER.size + 50   # header plus typical name/extra, for accounting
+
+
+@dataclass
+class StoreOptions:
+    level: int = 6                     # deflate level for new members; 0 stores
+    password: Optional[bytes] = None   # for traditional PKWARE encryption
+    compact_ratio: float = 0.5
+    compact_min: int = 8 << 20
+    progress: Optional[Callable[[str, int, int], None]] = None
+    index_cache: bool = True           # save/load the member index of big archives
+    index_dir: Optional[str] = None    # default: $XDG_CACHE_HOME/archfs/index

@@ -1,0 +1,139 @@
+"""ZipStore: one zip archive, read and changed in place (the protocol is in
+the package docstring, ``__init__.py``). This module holds the state every
+part shares, the queries and closing; each mixin holds one concern."""
+
+import os
+import stat
+import threading
+from typing import Dict, List, Optional, Tuple
+
+from archfs.errors import IsADirectory, NoSuchFile, NotADirectory
+from archfs.zipengine.entries import NO_OWNER
+from archfs.zipengine.memberreader import SeekIndexCache, Verdicts
+from archfs.zipengine.store.changes import Changes
+from archfs.zipengine.store.commit import Commit
+from archfs.zipengine.store.compacting import Compacting
+from archfs.zipengine.store.firstentry import FirstEntry
+from archfs.zipengine.store.identity import Identity
+from archfs.zipengine.store.opening import Opening
+from archfs.zipengine.store.options import StoreOptions
+from archfs.zipengine.store.reading import Reading
+from archfs.zipengine.tree import DIR_MODE
+
+
+class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacting):
+    """An open zip archive (see the package docstring for the protocol).
+
+    State shared by the parts (set here and in ``Opening._load``):
+    ``_file`` the open ArchiveFile; ``_table``, ``_tree``, ``_bad`` the
+    members; ``_end`` where the next append goes; ``_committed_end`` the end
+    of the last committed end record; ``_cd_start``/``_cd_size`` the last
+    committed central directory; ``_prefix`` the first member's offset;
+    ``_listed_from`` the lowest offset that directory lists; ``_dead`` an
+    estimate of unreachable bytes; ``_dirty`` whether a commit is due.
+
+    Locks: ``_meta`` guards the table and tree and is held only briefly;
+    ``_append`` serializes writers, commits and compaction, so a long append
+    never blocks a stat or a read.
+    """
+
+    def __init__(self, path: str, writable: bool, options: Optional[StoreOptions] = None):
+        self.path = os.path.abspath(path)
+        self.writable = writable
+        self.options = options or StoreOptions()
+        self._meta = threading.RLock()
+        self._append = threading.Lock()
+        self._seek_cache = SeekIndexCache()
+        self._verdicts = Verdicts()
+        self._broken: Optional[str] = None
+        self._readers_at: Dict[int, int] = {}   # local header offset -> open readers
+        self._root = [DIR_MODE, 0]    # a zip has no entry for its root: kept in memory only
+        self._dirty = False
+        self._closed = False
+        self._file = self._open_file()
+        try:
+            self._load()
+        except BaseException:
+            self._file.release()
+            raise
+
+    def _progress_for(self, what: str, total: int = 0):
+        report = self.options.progress
+        if report is None:
+            return None
+        return lambda done: report(what, done, total)
+
+    # -- queries ----------------------------------------------------------------
+
+    def stat(self, path: str) -> Tuple[int, int, int, int, int]:
+        """(mode, size, mtime_ns, uid, gid); uid/gid are NO_OWNER when not recorded."""
+        t = self._table
+        with self._meta:
+            node, row = self._tree.lookup(path)
+            if row >= 0:
+                size = 0 if node is not None else t.usize[row]
+                return t.mode[row], size, t.mtime_ns[row], t.uid[row], t.gid[row]
+            if node is not None:
+                if path == "":
+                    mode, mtime_ns = self._root
+                    return mode, 0, mtime_ns or self._identity[3], NO_OWNER, NO_OWNER
+                return DIR_MODE, 0, self._identity[3], NO_OWNER, NO_OWNER
+        raise NoSuchFile("%s: no such file or directory" % path)
+
+    def listdir(self, path: str) -> List[Tuple[str, int]]:
+        with self._meta:
+            if path in self._tree.dirs:
+                return self._tree.children(path)
+            if path in self._tree.paths:
+                raise NotADirectory("%s: not a directory" % path)
+        raise NoSuchFile("%s: no such directory" % path)
+
+    def names(self) -> List[str]:
+        """Paths of all file and symlink members, in archive order."""
+        with self._meta:
+            t = self._table
+            return [t.names[r] for r in t.live() if not stat.S_ISDIR(t.mode[r])]
+
+    def members(self) -> List[Tuple[str, int]]:
+        """(path, row) of every live member including directories, in archive order."""
+        with self._meta:
+            t = self._table
+            return [(t.names[r], r) for r in t.live()]
+
+    def row_of(self, path: str) -> int:
+        with self._meta:
+            return self._file_row(path)
+
+    def _file_row(self, path: str) -> int:
+        node, row = self._tree.lookup(path)
+        if node is not None:
+            raise IsADirectory("%s: is a directory" % path)
+        if row < 0:
+            raise NoSuchFile("%s: no such file" % path)
+        return row
+
+    @property
+    def comment(self) -> bytes:
+        return self._comment
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    @property
+    def dead_bytes(self) -> int:
+        return self._dead
+
+    # -- closing ------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.writable and self._dirty and not self._broken:
+                self.commit()
+                self._save_index()
+        finally:
+            self._closed = True
+            self._file.release()
+
