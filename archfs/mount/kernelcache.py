@@ -2,46 +2,43 @@
 
 FUSE drops a file's page cache at every open unless the open sets
 keep_cache. A global ``kernel_cache`` would keep pages even after the content
-changed; instead each open asks whether the path's content is unchanged since
-its previous open. Any write, truncate, create or removal of the path changes
-it; a rename changes every path at once (it is rare, and the kernel moves
-cached inodes along with names).
+changed; instead each open asks whether the path's content changed since
+the kernel could last have cached it. Any write, truncate, create or removal
+of the path changes it; a rename changes every path at once (it is rare, and
+the kernel moves cached inodes along with names).
+
+What is remembered is only what differs from "unchanged": the paths changed
+since their last open, and after a rename the paths opened since it. A
+read-only mount remembers nothing, however many files are opened.
 """
 
 import threading
-from typing import Dict
+from typing import Optional, Set
 
 
 class KernelCachePolicy:
-    """Counts events; a path may keep its cache if it was opened after its
-    last change and after the last rename."""
-
     def __init__(self):
         self._lock = threading.Lock()
-        self._tick = 0
-        self._rename_tick = 0
-        self._changed: Dict[str, int] = {}
-        self._opened: Dict[str, int] = {}
+        self._changed: Set[str] = set()            # changed since their last open
+        self._since_rename: Optional[Set[str]] = None   # opened since the last rename
 
     def changed(self, path: str) -> None:
         with self._lock:
-            self._tick += 1
-            self._changed[path] = self._tick
+            self._changed.add(path)
 
     def renamed(self) -> None:
         with self._lock:
-            self._tick += 1
-            self._rename_tick = self._tick
-            self._changed.clear()  # everything older than a rename is invalid anyway
-            self._opened.clear()
+            self._changed.clear()   # everything is stale now: covered by _since_rename
+            self._since_rename = set()
 
     def opened(self, path: str) -> bool:
         """Record an open of ``path``; True if the kernel may keep its cache."""
         with self._lock:
-            last_open = self._opened.get(path)
-            keep = (last_open is not None
-                    and last_open > self._changed.get(path, 0)
-                    and last_open > self._rename_tick)
-            self._tick += 1
-            self._opened[path] = self._tick
+            keep = path not in self._changed
+            if not keep:
+                self._changed.discard(path)
+            since = self._since_rename
+            if since is not None and path not in since:
+                since.add(path)
+                keep = False
             return keep

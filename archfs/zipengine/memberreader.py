@@ -24,6 +24,7 @@ Memory stays bounded: the window, one input chunk, and the seek points
 import bisect
 import io
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
 from typing import NamedTuple, Optional
@@ -71,12 +72,21 @@ class SeekPoint(NamedTuple):
 class SeekIndex:
     """The seek points of one member, in output order."""
 
-    def __init__(self):
+    def __init__(self, key=None, cache: Optional["SeekIndexCache"] = None):
+        self.key = key
         self.positions = []
         self.points = []
         self.lock = threading.Lock()
+        self.charged = 0         # bytes the cache counts for it (under the cache's lock)
+        self._cache = cache
 
     def add(self, point: SeekPoint) -> bool:
+        added = self._add(point)
+        if added and self._cache is not None:
+            self._cache.grew(self)
+        return added
+
+    def _add(self, point: SeekPoint) -> bool:
         with self.lock:
             if self.positions and point.out_pos < self.positions[-1] + SEEK_SPACING:
                 i = bisect.bisect_right(self.positions, point.out_pos)
@@ -109,29 +119,70 @@ class SeekIndex:
 
 
 class SeekIndexCache:
-    """Seek indexes by member, the least recently used dropped past the budget."""
+    """Seek indexes by member, the least recently used dropped past the budget.
+
+    Every call costs the same however many members were opened before: the
+    bytes held are a running total, kept up to date as indexes gain points,
+    and an index without points (a member read only at its start, or too
+    small to get any) is not kept once no reader holds it.
+    """
 
     def __init__(self, budget: int = SEEK_BUDGET):
-        self._indexes = OrderedDict()
+        self._indexes = OrderedDict()      # key -> SeekIndex with points, oldest first
+        self._empty = weakref.WeakValueDictionary()   # key -> SeekIndex a reader holds
         self._budget = budget
+        self._used = 0
         self._lock = threading.Lock()
 
     def get(self, key) -> SeekIndex:
         with self._lock:
             index = self._indexes.get(key)
+            if index is not None:
+                self._indexes.move_to_end(key)
+                return index
+            index = self._empty.get(key)
             if index is None:
-                index = self._indexes[key] = SeekIndex()
-            self._indexes.move_to_end(key)
-            used = sum(len(ix) for ix in self._indexes.values()) * SEEK_POINT_BYTES
-            while used > self._budget and len(self._indexes) > 1:
-                _, dropped = self._indexes.popitem(last=False)
-                used -= len(dropped) * SEEK_POINT_BYTES
+                index = self._empty[key] = SeekIndex(key, self)
             return index
+
+    def grew(self, index: SeekIndex) -> None:
+        """(called by ``index`` after it gained a point) Count it, keep it, evict."""
+        with self._lock:
+            held = self._indexes.get(index.key)
+            if held is not index:
+                if held is not None:
+                    self._used -= held.charged
+                    held.charged = 0
+                self._indexes[index.key] = index
+                self._empty.pop(index.key, None)
+            else:
+                self._indexes.move_to_end(index.key)
+            self._used += SEEK_POINT_BYTES
+            index.charged += SEEK_POINT_BYTES
+            while self._used > self._budget and len(self._indexes) > 1:
+                _, dropped = self._indexes.popitem(last=False)
+                self._used -= dropped.charged
+                dropped.charged = 0
+
+    @property
+    def used(self) -> int:
+        """Bytes of seek points held (an estimate: SEEK_POINT_BYTES each)."""
+        return self._used
+
+    def __len__(self):
+        """Indexes held with points (the empty ones are not counted)."""
+        return len(self._indexes)
 
 
 class Verdicts:
     """Which members were found good or damaged, so damage is reported once
-    found and good members are not checked again."""
+    found and good members are not checked again.
+
+    The good ones are forgotten in bulk past ``GOOD_KEPT`` (forgetting costs
+    one more check, nothing else), so a walk through a million members does
+    not leave a million verdicts behind."""
+
+    GOOD_KEPT = 1 << 16
 
     def __init__(self):
         self._bad = {}
@@ -150,7 +201,10 @@ class Verdicts:
         self._good.discard(key)
 
     def mark_good(self, key) -> None:
-        self._good.add(key)
+        good = self._good
+        if len(good) >= self.GOOD_KEPT:
+            good.clear()
+        good.add(key)
 
 
 class DecodeStream:
