@@ -302,6 +302,13 @@ class ZipStore:
     def dead_bytes(self) -> int:
         return self._dead
 
+    def summary(self) -> dict:
+        """Counts and sizes for ``archfs info`` (see ``zipengine/summary.py``)."""
+        from archfs.zipengine.summary import summarize
+        with self._meta:
+            return summarize(self._table, len(self._tree.dirs) - 1, self._bad, self._dead,
+                             os.fstat(self._file.fd).st_size, self._comment)
+
     # -- reading ----------------------------------------------------------------
 
     def open_member(self, path: str) -> MemberReader:
