@@ -90,7 +90,12 @@ def unmount(mountpoint: str, lazy: bool = False, timeout: Optional[float] = None
             statefiles.forget(real, running)   # the note of a daemon that died unmounted
         if not os.path.lexists(given):
             raise UnmountError("no such directory: %s" % given, errno.ENOENT)
-        raise UnmountError("not mounted: %s" % real, errno.EINVAL)
+        ending = statefiles.pop_exit(real)
+        if ending is None:
+            raise UnmountError("not mounted: %s" % real, errno.EINVAL)
+        # unmounted by umount(8) or fusermount, and the daemon has finished since
+        _check_ending(ending)
+        return []
     if fstype is not None:
         if not mounttable.is_archfs(fstype) and not alive:
             raise UnmountError("%s is not an archfs mount (it is %s)" % (real, fstype),
@@ -119,10 +124,15 @@ def unmount(mountpoint: str, lazy: bool = False, timeout: Optional[float] = None
         raise UnmountError("the daemon (pid %d) ended without saying whether everything was "
                            "committed (was it killed?); see %s" % (
                                pid, running.get("log_file") or "its log"))
+    _check_ending(ending)
+    return warnings
+
+
+def _check_ending(ending: dict) -> None:
+    """Raise when the daemon's exit note says not everything was committed."""
     if ending.get("status"):
         error = UnmountError("unmounted, but %s" % (ending.get("problem")
                                                      or "the daemon failed"))
         if ending["status"] in (exitcodes.ARCHIVE, exitcodes.SYSTEM):
             error.exit_code = ending["status"]
         raise error
-    return warnings
