@@ -48,8 +48,11 @@ def _plugin_options(option_texts: Iterable[str], cls) -> dict:
     return options.plugin_options(given, cls)
 
 
-def _member_error(exc: ArchfsError, source: str) -> ArchfsError:
-    """The plugin's error about a member, with the archive's name in front."""
+def _member_error(exc: ArchfsError, source: str, member: str) -> ArchfsError:
+    """The plugin's error about a member, in the same words for every plugin,
+    with the archive's name in front."""
+    if isinstance(exc, NoSuchFile):
+        return NoSuchFile("%s: %s: no such file or directory" % (source, member))
     try:
         return type(exc)("%s: %s" % (source, exc))
     except TypeError:
@@ -76,18 +79,22 @@ class Printer:
 # -- ls -----------------------------------------------------------------------
 
 def _walk(archive: AbstractArchive, top: str, recursive: bool) -> Iterator[Tuple[str, int]]:
-    """(path relative to top, st_mode), sorted by name, depth first."""
-    stack = [(top, "")]
+    """(path relative to top, st_mode), sorted by name; with ``recursive``
+    each directory is followed by everything below it (as find prints)."""
+    stack = [iter(sorted(archive.listdir(top)))]
+    prefixes = [""]
     while stack:
-        directory, prefix = stack.pop()
-        children = sorted(archive.listdir(directory))
-        subdirs = []
-        for name, mode in children:
-            rel = prefix + name
-            yield rel, mode
-            if recursive and _stat.S_ISDIR(mode):
-                subdirs.append(((directory + "/" if directory else "") + name, rel + "/"))
-        stack.extend(reversed(subdirs))
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            prefixes.pop()
+            continue
+        name, mode = entry
+        rel = prefixes[-1] + name
+        yield rel, mode
+        if recursive and _stat.S_ISDIR(mode):
+            stack.append(iter(sorted(archive.listdir(top + "/" + rel if top else rel))))
+            prefixes.append(rel + "/")
 
 
 def _long_line(printer: Printer, archive: AbstractArchive, path: str, shown: str,
@@ -110,7 +117,7 @@ def ls(archive: AbstractArchive, source: str, path: str = "", long: bool = False
     try:
         st = archive.stat(top)
     except ArchfsError as exc:
-        raise _member_error(exc, source) from None
+        raise _member_error(exc, source, path) from None
     if not st.is_dir:
         entries = [(top, st.mode)]
         base = ""
@@ -165,7 +172,7 @@ def cat(archive: AbstractArchive, source: str, member: str, out: BinaryIO) -> No
         with archive.open(name, "rb") as data:
             shutil.copyfileobj(data, out, 1 << 20)
     except ArchfsError as exc:
-        raise _member_error(exc, source) from None
+        raise _member_error(exc, source, member) from None
 
 
 # -- info ---------------------------------------------------------------------

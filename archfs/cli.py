@@ -229,6 +229,8 @@ def _browse(args) -> int:
         for member in args.members:
             try:
                 browse.cat(archive, args.archive, member, out)
+            except BrokenPipeError:
+                raise
             except OSError as exc:   # like cat: report it, go on with the next one
                 out.flush()
                 status = status or _report(exc)

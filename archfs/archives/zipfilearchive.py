@@ -33,7 +33,7 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
-from archfs.errors import NoSuchFile, ReadOnlyError
+from archfs.errors import NoSuchFile, NotSupported, ReadOnlyError
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
@@ -45,7 +45,8 @@ def _local_path(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme in ("", "file"):
         return urllib.parse.unquote(parts.path) if parts.scheme else url
-    raise ValueError("unsupported URL scheme %r (archfs reads local files)" % parts.scheme)
+    raise NotSupported("%s: %s:// URLs are not supported (archfs reads local files)"
+                       % (url, parts.scheme))
 
 
 def _password(opts: dict) -> Optional[bytes]:
@@ -87,7 +88,7 @@ class ZipfileArchive(AbstractArchive):
                                 "a read-write mount compacts the archive once dead space "
                                 "passes this share of the file (and 8 MiB)",
                                 optionspec.fraction),
-        "index_cache": Option("index_cache", "0|1", "1",
+        "index_cache": Option("index_cache", "0/1", "1",
                               "save and load the member index of big archives in "
                               "$XDG_CACHE_HOME/archfs/index", optionspec.boolean),
     }

@@ -268,7 +268,7 @@ def describe(width: int = 79) -> str:
         for label, default, text in rows:
             if default is not None:
                 text = "%s (default: %s)" % (text, default)
-            wrapped = textwrap.wrap(text, max(30, width - column))
+            wrapped = textwrap.wrap(text, max(30, width - column), break_on_hyphens=False)
             first = "  " + label
             if len(first) + 2 > column:
                 out.extend(textwrap.wrap(label, width - 2, initial_indent="  ",

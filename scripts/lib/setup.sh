@@ -141,7 +141,8 @@ ARCHFS_APT_TOLD=0
 # exits after ARCHFS_APT_LOCK_TIMEOUT seconds with the holder's name.
 archfs_wait_for_apt_lock() {
     local holder
-    [ -n "$ARCHFS_APT_DEADLINE" ] || ARCHFS_APT_DEADLINE=$((SECONDS + ARCHFS_APT_LOCK_TIMEOUT))
+    # SECONDS counts whole seconds: +1 so that the wait is never shorter than asked
+    [ -n "$ARCHFS_APT_DEADLINE" ] || ARCHFS_APT_DEADLINE=$((SECONDS + ARCHFS_APT_LOCK_TIMEOUT + 1))
     while holder="$(archfs_apt_lock_holder)" && [ -n "$holder" ]; do
         if [ "$ARCHFS_APT_TOLD" = 0 ]; then
             archfs_log "waiting for another package manager to finish: $holder holds its lock" \
