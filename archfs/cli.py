@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 
 from archfs import __version__, exitcodes, sources
 
@@ -62,6 +63,11 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
+def _para(text: str) -> str:
+    """A description wrapped for the raw help formatter (the epilogs are laid out by hand)."""
+    return textwrap.fill(" ".join(text.split()), 79)
+
+
 def _options_argument(parser, what: str):
     return parser.add_argument("-o", dest="options", action="append", default=[],
                                metavar="OPTIONS", help=what)
@@ -71,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from archfs import completion
 
     parser = _Parser(
-        prog="archfs", description="Mount an archive (zip) or a directory as a read-write "
-        "folder, or look into it without mounting.",
+        prog="archfs", description=_para("Mount an archive (zip) or a directory as a "
+                                         "read-write folder, or look into it without "
+                                         "mounting."),
         epilog=EXAMPLES + "\n" + exit_status_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="archfs " + __version__)
@@ -83,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     mount = commands.add_parser(
         "mount", help="mount SOURCE on MOUNTPOINT (also: archfs SOURCE MOUNTPOINT)",
         epilog_factory=_mount_epilog, formatter_class=raw,
-        description="Mount SOURCE (a zip file or a directory) on the empty directory "
+        description=_para("Mount SOURCE (a zip file or a directory) on the empty directory "
                     "MOUNTPOINT. 'archfs SOURCE MOUNTPOINT -o OPTIONS', without the word "
-                    "mount, is the same: mount(8) and /etc/fstab run it that way.")
+                    "mount, is the same: mount(8) and /etc/fstab run it that way."))
     mount.add_argument("archive", metavar="SOURCE").completer = completion.files
     mount.add_argument("mountpoint", metavar="MOUNTPOINT").completer = completion.directories
     _options_argument(mount, "mount options, see below").completer = completion.mount_options
@@ -99,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     unmount = commands.add_parser(
         "unmount", aliases=["umount"], help="commit and unmount MOUNTPOINT",
         epilog=exit_status_text(), formatter_class=raw,
-        description="Unmount MOUNTPOINT and wait until the daemon has committed everything "
+        description=_para("Unmount MOUNTPOINT and wait until the daemon has committed everything "
                     "(umount(8) returns before that). A mount whose daemon was killed is "
-                    "removed, with a warning.")
+                    "removed, with a warning."))
     unmount.add_argument("mountpoint", metavar="MOUNTPOINT").completer = completion.mounts
     unmount.add_argument("-z", "--lazy", action="store_true",
                          help="detach now even if busy; the daemon commits when the last "
@@ -114,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = commands.add_parser(
         "ls", help="list the members of ARCHIVE without mounting it",
         epilog=exit_status_text(), formatter_class=raw,
-        description="List the entries of PATH in ARCHIVE (default: its top), one per line, "
-                    "sorted by name. A member file is listed by itself.")
+        description=_para("List the entries of PATH in ARCHIVE (default: its top), one per line, "
+                    "sorted by name. A member file is listed by itself."))
     ls.add_argument("archive", metavar="ARCHIVE").completer = completion.files
     ls.add_argument("path", metavar="PATH", nargs="?", default="").completer = completion.members
     ls.add_argument("-l", dest="long", action="store_true",
@@ -127,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat = commands.add_parser(
         "cat", help="print members of ARCHIVE without mounting it",
         epilog=exit_status_text(), formatter_class=raw,
-        description="Write the content of each MEMBER to standard output (symlinks inside "
-                    "the archive are followed).")
+        description=_para("Write the content of each MEMBER to standard output (symlinks inside "
+                    "the archive are followed)."))
     cat.add_argument("archive", metavar="ARCHIVE").completer = completion.files
     cat.add_argument("members", metavar="MEMBER", nargs="+").completer = completion.members
     _options_argument(cat, browse_options)
@@ -136,10 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info", help="describe ARCHIVE: format, members, sizes, dead space, encryption",
         epilog=exit_status_text(), formatter_class=raw,
-        description="Show the format, member counts and sizes, compression, dead space, "
+        description=_para("Show the format, member counts and sizes, compression, dead space, "
                     "encryption, damaged members and what archfs repair would do, without "
                     "mounting and without reading member data. Exits 3 when the archive "
-                    "cannot be opened (after showing what it can).")
+                    "cannot be opened (after showing what it can)."))
     info.add_argument("archive", metavar="ARCHIVE").completer = completion.files
     info.add_argument("--json", action="store_true", help="machine-readable output")
     _options_argument(info, browse_options)
@@ -147,19 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     repair = commands.add_parser(
         "repair", help="make a damaged or interrupted ARCHIVE readable again",
         epilog=exit_status_text(), formatter_class=raw,
-        description="Cut off an unfinished commit (bytes that are not archfs's own are "
+        description=_para("Cut off an unfinished commit (bytes that are not archfs's own are "
                     "saved beside the archive first), or, when no central directory is "
                     "usable, salvage every intact member into a new one. Run it on an "
-                    "archive that is not mounted; archfs info ARCHIVE says what it would do.")
+                    "archive that is not mounted; archfs info ARCHIVE says what it would do."))
     repair.add_argument("archive", metavar="ARCHIVE").completer = completion.files
     repair.add_argument("-q", "--quiet", action="store_true", help="no progress, only errors")
 
     compact = commands.add_parser(
         "compact", help="rewrite ARCHIVE without the space of replaced members",
         epilog=exit_status_text(), formatter_class=raw,
-        description="Write a fresh copy of ARCHIVE holding only its live members and "
+        description=_para("Write a fresh copy of ARCHIVE holding only its live members and "
                     "rename it over the original (atomically). Run it on an archive that "
-                    "is not mounted; mounts also compact by themselves past a threshold.")
+                    "is not mounted; mounts also compact by themselves past a threshold."))
     compact.add_argument("archive", metavar="ARCHIVE").completer = completion.files
     compact.add_argument("-q", "--quiet", action="store_true", help="no progress, only errors")
     return parser

@@ -5,15 +5,13 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import zipfile
 
-import pytest
 
 from archfs import cli
 from archfs.archives import register_plugin, unregister_plugin
 from archfs.archives.abstractarchive import AbstractArchive, MemberStat
-from archfs.errors import IsADirectory, NoSuchFile, NotADirectory
+from archfs.errors import NoSuchFile, NotADirectory
 from archfs.zipengine import indexcache
 from mount_fixtures import ARCHFS, SAMPLE, archfs, build_archive, run
 

@@ -33,7 +33,7 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
-from archfs.errors import NoSuchFile, NotSupported, ReadOnlyError
+from archfs.errors import NoSuchFile, ReadOnlyError, UnsupportedURL
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
@@ -45,8 +45,8 @@ def _local_path(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme in ("", "file"):
         return urllib.parse.unquote(parts.path) if parts.scheme else url
-    raise NotSupported("%s: %s:// URLs are not supported (archfs reads local files)"
-                       % (url, parts.scheme))
+    raise UnsupportedURL("%s: unsupported URL scheme %r (archfs reads local files)"
+                         % (url, parts.scheme))
 
 
 def _password(opts: dict) -> Optional[bytes]:

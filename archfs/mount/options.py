@@ -99,7 +99,7 @@ class MountOptions:
     readahead_kb: int = 1024
     kernel: List[str] = field(default_factory=list)    # mount(8) flags for libfuse
     ignored: List[str] = field(default_factory=list)   # accepted, no effect (for the log)
-    plugin: Dict[str, str] = field(default_factory=dict)
+    plugin: Dict[str, Optional[str]] = field(default_factory=dict)   # None: no value
 
     def to_dict(self) -> dict:
         """Plain data, to hand the options to a daemon in another process."""
@@ -224,12 +224,6 @@ def plugin_options(opts: MountOptions, cls) -> Dict[str, object]:
     for name, value in opts.plugin.items():
         result[name] = _convert(specs[name], value is not None, value or "")
     return result
-
-
-def check_plugin_options(opts: MountOptions, plugin_name: str, accepted) -> None:
-    """Refuse options neither archfs nor the plugin knows (by name only)."""
-    cls = type("Plugin", (), {"name": plugin_name, "options": accepted})
-    plugin_options(opts, cls)
 
 
 # -- help and the README's table ----------------------------------------------
