@@ -96,6 +96,10 @@ class NotSupported(ArchfsError):
     errno_value = _errno.ENOTSUP
 
 
+class UnsupportedURL(NotSupported, ValueError):
+    """A URL whose scheme no plugin or transport reads (also a ValueError)."""
+
+
 class NameTooLong(ArchfsError):
     errno_value = _errno.ENAMETOOLONG
 

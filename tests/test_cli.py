@@ -227,3 +227,183 @@ def test_python_dash_m_and_console_script_agree():
     if not script.exists():
         pytest.fail("the archfs console script is not installed next to %s" % sys.executable)
     assert run([script, "--version"]).stdout == archfs("--version", check=True).stdout
+
+
+# -- one exit status per kind of problem, whatever the subcommand ------------
+
+def _status_cases(tmp_path):
+    """(argv, exit status, words in the one line) for each kind of problem."""
+    archive = build_archive("zip", tmp_path)
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "plain").mkdir()
+    notzip = tmp_path / "notzip.zip"
+    notzip.write_bytes(b"this is not a zip file\n" * 20)
+    missing = tmp_path / "missing.zip"
+    mnt, nowhere = tmp_path / "mnt", tmp_path / "nowhere"
+    usage = [(["mount", "--frobnicate", archive, mnt], "unrecognized arguments"),
+             (["unmount"], "required"),
+             (["ls", "-x", archive], "unrecognized arguments"),
+             (["cat", archive], "required"),
+             (["info"], "required"),
+             (["repair", archive, "extra"], "unrecognized arguments"),
+             (["compact"], "required"),
+             (["nosuchcommand"], "invalid choice")]
+    options = [["mount", "-o", "nosuch=1", archive, mnt],
+               ["mount", "-o", "commit_interval=abc", archive, mnt],
+               ["mount", "-o", "ro=1", archive, mnt],
+               ["mount", "-o", "tmpdir", archive, mnt],
+               ["mount", "-o", "compression_level=12", archive, mnt],
+               [archive, mnt, "-o", "nosuch"],
+               ["ls", "-o", "commit_interval=1", archive],
+               ["info", "-o", "password", archive],
+               ["cat", "-o", "nosuch=1", archive, "readme.txt"]]
+    archive_problems = [
+        (["mount", "-o", "ro", missing, mnt], "no such archive"),
+        (["mount", notzip, mnt], "not a zip"),
+        (["ls", missing], "no such archive"),
+        (["ls", archive, "no/such/dir"], "no such file or directory"),
+        (["cat", archive, "nosuch.txt"], "no such file or directory"),
+        (["cat", archive, "photos"], "is a directory"),
+        (["info", missing], "no such archive"),
+        (["repair", missing], "no such archive"),
+        (["compact", missing], "no such archive"),
+        (["ls", notzip], "not a zip")]
+    system = [(["mount", archive, nowhere], "mountpoint does not exist"),
+              (["mount", archive, archive], "not a directory"),
+              (["unmount", nowhere], "no such directory"),
+              (["unmount", tmp_path / "plain"], "not mounted")]
+    return ([(argv, 2, words) for argv, words in usage]
+            + [(argv, 2, "option") for argv in options]
+            + [(argv, 3, words) for argv, words in archive_problems]
+            + [(argv, 4, words) for argv, words in system])
+
+
+def test_exit_status_is_one_per_kind_of_problem(tmp_path):
+    for argv, status, words in _status_cases(tmp_path):
+        result = archfs(*argv)
+        assert result.returncode == status, (argv, result.returncode, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert words in last, (argv, result.stderr)
+        if status != 2 or argv[0] not in ("unmount", "ls", "cat", "info", "repair",
+                                           "compact", "nosuchcommand"):
+            assert last.startswith("archfs"), result.stderr
+        assert not is_mounted(tmp_path / "mnt")
+
+
+def test_the_exit_status_table_is_documented():
+    from archfs import exitcodes
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    help_text = archfs("--help", check=True).stdout
+    for code, text in exitcodes.TABLE:
+        assert "| %d | %s |" % (code, text) in readme
+        assert str(code) in help_text and text.replace("`", "")[:40] in " ".join(
+            help_text.split())
+
+
+def test_mount8_form_is_archfs_mount():
+    from archfs.cli import mount8_form
+    assert mount8_form(["a.zip", "/mnt", "-o", "ro"]) == ["mount", "a.zip", "/mnt", "-o", "ro"]
+    assert mount8_form(["-o", "ro,dev", "a.zip", "/mnt"])[0] == "mount"
+    assert mount8_form(["s3://bucket/a.zip", "/mnt"])[0] == "mount"
+    assert mount8_form(["ls", "a.zip", "dir"]) == ["ls", "a.zip", "dir"]
+    assert mount8_form(["info", "a.zip"]) == ["info", "a.zip"]
+    assert mount8_form(["a.zip"]) == ["a.zip"]           # one word: an unknown command
+    assert mount8_form(["--help"]) == ["--help"]
+
+
+def test_mount8_form_mounts(tmp_path):
+    """What mount.fuse3 runs: options after the mountpoint, dev and suid added."""
+    archive = build_archive("zip", tmp_path)
+    point = tmp_path / "mnt"
+    point.mkdir()
+    result = archfs(archive, point, "-o", "ro,noexec,dev,suid,noauto,_netdev")
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (point / "readme.txt").read_bytes() == b"an archive mounted as a folder\n"
+        with open("/proc/self/mounts") as f:
+            line = next(line for line in f if line.split()[1] == str(point.resolve()))
+        flags = line.split()[3].split(",")
+        assert line.split()[2] == "fuse.archfs"
+        assert {"ro", "noexec", "nosuid", "nodev"} <= set(flags)   # dev, suid: ignored
+    finally:
+        archfs("unmount", point, check=True)
+
+
+def test_a_url_source_is_not_taken_for_a_file_name(tmp_path):
+    from archfs import sources
+    assert sources.normalize("s3://bucket/a.zip") == "s3://bucket/a.zip"
+    assert sources.normalize("https://host/x.zip?sig=1") == "https://host/x.zip?sig=1"
+    assert sources.normalize("file:///tmp/a%20b.zip") == "/tmp/a b.zip"
+    assert sources.normalize("c:x") == os.path.abspath("c:x")
+    (tmp_path / "mnt").mkdir()
+    result = archfs("mount", "-o", "ro", "s3://bucket/a.zip", tmp_path / "mnt")
+    assert result.returncode == 3
+    assert "s3://bucket/a.zip" in result.stderr and str(tmp_path) not in result.stderr
+
+
+def test_generic_mount8_options():
+    opts = parse_options(["rw,nodev,nosuid,noexec,noatime,dev,suid,auto,noauto,user,users,"
+                          "nouser,_netdev,nofail,defaults,x-systemd.automount,"
+                          "x-systemd.idle-timeout=60,comment=x,user=alice,relatime"])
+    assert not opts.read_only and opts.plugin == {}
+    assert opts.kernel == ["noexec", "noatime", "relatime"]
+    assert "x-systemd.idle-timeout=60" in opts.ignored and "user=alice" in opts.ignored
+    assert parse_options(["sync"]).commit_interval == 0
+    with pytest.raises(OptionError, match="takes no value"):
+        parse_options(["noexec=1"])
+
+
+def test_every_option_is_in_help_and_readme_with_its_default():
+    from archfs.archives import plugins
+    from archfs.mount import options
+    from archfs.optionspec import declared
+    mount_help = " ".join(archfs("mount", "--help", check=True).stdout.split())
+    specs = list(options.ARCHFS)
+    for name in ("zip", "filesystem"):
+        specs += declared(getattr(plugins()[name], "options", ())).values()
+    assert {"password", "password_file", "compression_level", "index_cache",
+            "compact_ratio"} <= {spec.name for spec in specs}
+    for spec in specs:
+        assert spec.help != "(no description)", "%s has no help text" % spec.name
+        assert "%s (default: %s)" % (" ".join(spec.help.split()), spec.default) in mount_help, \
+            spec.name
+        assert spec.label in mount_help
+    for names, _, text in options.GENERIC:
+        assert ", ".join(names) in mount_help
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = options.markdown_table()
+    assert table in readme, (
+        "the README's option table differs from the declared options; replace it with "
+        "the output of python -m archfs.mount.options:\n" + table)
+
+
+def test_unmount_of_a_dead_mount_cleans_up_with_a_warning(tmp_path, mounter):
+    import signal
+    import time
+    archive = build_archive("zip", tmp_path)
+    m = mounter(archive)
+    with open(m / "kept.txt", "wb") as f:
+        f.write(b"kept\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.kill(m.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while m.daemon_running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert is_mounted(m.path)                     # the kernel keeps the dead mount
+    with pytest.raises(OSError):
+        os.listdir(m.path)
+    result = archfs("unmount", m.path, timeout=60)
+    m.unmounted = True
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("archfs: warning:"), result.stderr
+    assert "ended without unmounting" in lines[0] and str(m.pid) in lines[0]
+    assert not is_mounted(m.path)
+    assert statefiles.read_running(os.path.realpath(m.path)) is None
+    # nothing is left to clean: the archive mounts again at once, with what was fsynced
+    again = mounter(archive, mountpoint=m.path)
+    assert (again / "kept.txt").read_bytes() == b"kept\n"
+    assert archfs("unmount", m.path).returncode == 0
+    again.unmounted = True
+    one_line_error(archfs("unmount", m.path), "not mounted")

@@ -320,6 +320,42 @@ class AbstractArchive(metaclass=ABCMeta):
         as ``progress(what, done, total)``."""
         raise NotSupported("%s archives cannot be repaired" % cls.name)
 
+    def summary(self) -> dict:
+        """Facts for ``archfs info``, from what the plugin holds in memory
+        (its index): no member data is read, so it is quick on big archives.
+
+        Every plugin gives ``files``, ``directories`` and ``symlinks``
+        (counts) and ``size`` (bytes of file content); the default walks
+        ``listdir`` and ``stat``. A plugin may add ``archive_bytes`` (the
+        archive's own size), ``compressed_bytes``, ``dead_bytes`` (what a
+        compaction would reclaim), ``methods`` and ``encrypted`` ({name:
+        members}), ``damaged`` ({path: why it cannot be read}), ``comment``
+        and ``notes`` (lines worth showing).
+        """
+        counts = {"files": 0, "directories": 0, "symlinks": 0, "size": 0}
+        pending = [""]
+        while pending:
+            top = pending.pop()
+            for name, mode in self.listdir(top):
+                path = name if not top else top + "/" + name
+                if _stat.S_ISDIR(mode):
+                    counts["directories"] += 1
+                    pending.append(path)
+                elif _stat.S_ISLNK(mode):
+                    counts["symlinks"] += 1
+                else:
+                    counts["files"] += 1
+                    counts["size"] += self.stat(path).size
+        return counts
+
+    @classmethod
+    def repair_plan(cls, url) -> str:
+        """One line saying what ``repair`` would do to the archive at ``url``,
+        changing nothing (for ``archfs info``)."""
+        if getattr(cls.repair, "__func__", None) is AbstractArchive.repair.__func__:
+            return "%s archives have no repair" % cls.name
+        return "archfs repair may change it; what it would do is not known in advance"
+
     def statvfs(self) -> dict:
         """Space figures for statfs: the keys of ``os.statvfs_result``.
 

@@ -23,6 +23,8 @@ import urllib.parse
 from typing import List, Optional, Tuple
 
 from archfs import __version__
+from archfs import optionspec
+from archfs.optionspec import Option
 from archfs.archives.abstractarchive import (
     AbstractArchive,
     Member,
@@ -31,8 +33,8 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
-from archfs.errors import NoSuchFile, ReadOnlyError
-from archfs.zipengine.repair import repair as repair_zip
+from archfs.errors import NoSuchFile, ReadOnlyError, UnsupportedURL
+from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
 
@@ -43,7 +45,8 @@ def _local_path(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme in ("", "file"):
         return urllib.parse.unquote(parts.path) if parts.scheme else url
-    raise ValueError("unsupported URL scheme %r (archfs reads local files)" % parts.scheme)
+    raise UnsupportedURL("%s: unsupported URL scheme %r (archfs reads local files)"
+                         % (url, parts.scheme))
 
 
 def _password(opts: dict) -> Optional[bytes]:
@@ -69,8 +72,26 @@ class ZipfileArchive(AbstractArchive):
     mimetypes = ["application/zip", "application/x-zip-compressed"]
     suffixes = (".zip", ".jar", ".cbz")
     magic = (b"PK\x03\x04", b"PK\x05\x06")
-    # the -o mount options passed through to this plugin (see the module docstring)
-    options = ("password", "password_file", "compression_level", "compact_ratio", "index_cache")
+    # the -o options this plugin takes (archfs mount --help and the README list them)
+    options = {
+        "password": Option("password", "TEXT", "none",
+                           "password of traditional PKWARE encryption (ARCHFS_PASSWORD "
+                           "also gives it; a password on the command line is visible to "
+                           "other users in ps)", optionspec.text),
+        "password_file": Option("password_file", "PATH", "none",
+                                "read the password from the first line of PATH",
+                                optionspec.path),
+        "compression_level": Option("compression_level", "N", "6",
+                                    "deflate level for written members, 0-9; 0 stores",
+                                    optionspec.whole(0, 9)),
+        "compact_ratio": Option("compact_ratio", "R", "0.5",
+                                "a read-write mount compacts the archive once dead space "
+                                "passes this share of the file (and 8 MiB)",
+                                optionspec.fraction),
+        "index_cache": Option("index_cache", "0/1", "1",
+                              "save and load the member index of big archives in "
+                              "$XDG_CACHE_HOME/archfs/index", optionspec.boolean),
+    }
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
         super().__init__(self.name, self.description, self.authors, self.version, self.url,
@@ -235,6 +256,14 @@ class ZipfileArchive(AbstractArchive):
     def repair(cls, url, progress=None) -> str:
         """Cut an unfinished commit off, or salvage members (see zipengine.repair)."""
         return repair_zip(_local_path(url), progress).detail
+
+    @classmethod
+    def repair_plan(cls, url) -> str:
+        return plan_repair(_local_path(url))
+
+    def summary(self) -> dict:
+        """Counts, sizes, methods, encryption and dead space from the member table."""
+        return self._store.summary()
 
     def _check_writable(self):
         if not self._store.writable:

@@ -16,17 +16,21 @@ and then commits in FUSE's destroy before it exits; its exit status says
 whether everything reached the archive.
 """
 
+import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
+from archfs import exitcodes, sources
+from archfs.errors import ArchiveBusy
 from archfs.mount import fuselib, preflight, statefiles
-from archfs.mount.options import MountOptions, OptionError, check_plugin_options
+from archfs.mount.options import MountOptions, plugin_options
 from archfs.mount.readahead import set_readahead_when_live
 from archfs.mount.scratch import remove_stale
 from archfs.progress import ProgressBar
@@ -39,7 +43,7 @@ TERMINAL_FORMAT = "archfs: %(levelname)s: %(message)s"
 
 @dataclass
 class MountRequest:
-    archive: str                 # absolute path
+    archive: str                 # absolute path, or a URL (see archfs.sources)
     mountpoint: str              # real absolute path
     options: MountOptions
     foreground: bool = False
@@ -47,6 +51,15 @@ class MountRequest:
     quiet: bool = False
     log_file: Optional[str] = None
     lock_fd: Optional[int] = None  # held for the daemon's life
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__, options=self.options.to_dict())
+        data.pop("lock_fd")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MountRequest":
+        return cls(**dict(data, options=MountOptions.from_dict(data["options"])))
 
 
 class Reporter:
@@ -92,11 +105,12 @@ class Reporter:
             self._send("OK")
             self._close()
 
-    def fail(self, text: str) -> None:
+    def fail(self, problem: dict) -> None:
+        """``problem`` as made by ``exitcodes.failure``."""
         if self.outcome is None:
             self.outcome = "failed"
-            log.error("cannot mount: %s", text)
-            self._send("E " + text)
+            log.error("cannot mount: %s", problem["message"])
+            self._send("E " + json.dumps(problem))
             self._close()
 
 
@@ -165,6 +179,8 @@ def _fuse_kwargs(request: MountRequest, read_only: bool) -> dict:
         kwargs["allow_other"] = True
     if opts.allow_root:
         kwargs["allow_root"] = True
+    for flag in opts.kernel:     # mount(8) flags such as noexec; libfuse hands them on
+        kwargs[flag] = True
     if fuselib.major_version() == 2:
         kwargs["big_writes"] = True  # libfuse2 otherwise writes 4 KiB per call
     return kwargs
@@ -172,27 +188,32 @@ def _fuse_kwargs(request: MountRequest, read_only: bool) -> dict:
 
 def _open_archive(request: MountRequest, reporter: Reporter):
     """Checks, lock and plugin; returns (archive, read_only)."""
-    from archfs.archives import open_archive
+    from archfs.archives import archive_class
 
+    read_only = request.options.read_only
+    # the options first: a usage error is reported before any system problem
+    cls = archive_class(request.archive, "r" if read_only else "a")
+    opts = dict(plugin_options(request.options, cls), progress=reporter.progress)
     preflight.check_fuse_device()
     fuselib.load()
     preflight.check_fusermount()
     preflight.check_mountpoint(request.mountpoint)
-    real_archive = os.path.realpath(request.archive)
-    read_only, warnings = preflight.check_archive(real_archive, request.mountpoint,
-                                                  request.options.read_only)
-    for text in warnings:
-        reporter.warn(text)
+    if not sources.is_url(request.archive):
+        read_only, warnings = preflight.check_archive(os.path.realpath(request.archive),
+                                                      request.mountpoint, read_only)
+        for text in warnings:
+            reporter.warn(text)
+    mode = "r" if read_only else "a"
+    for item in request.options.ignored:
+        log.debug("option %s is for mount(8); ignored", item)
     try:
-        request.lock_fd = statefiles.lock_archive(real_archive, exclusive=not read_only)
+        request.lock_fd = statefiles.lock_archive(_lock_path(request), exclusive=not read_only)
     except BlockingIOError:
-        raise preflight.MountError("%s is already mounted%s by another archfs"
-                                   % (request.archive, "" if read_only else " (or being written)")
-                                   ) from None
-    opts = dict(request.options.plugin, progress=reporter.progress)
-    archive = open_archive(request.archive, "r" if read_only else "a", opts)
+        raise ArchiveBusy("%s is already mounted%s by another archfs"
+                          % (request.archive, "" if read_only else " (or being written)")
+                          ) from None
+    archive = cls(url=request.archive, mode=mode, opts=opts)
     try:
-        check_plugin_options(request.options, archive.name, getattr(archive, "options", ()))
         if not read_only and not archive.writable:
             reporter.warn("the %s plugin opened %s read-only" % (archive.name, request.archive))
             read_only = True
@@ -202,15 +223,12 @@ def _open_archive(request: MountRequest, reporter: Reporter):
     return archive, read_only
 
 
+def _lock_path(request: MountRequest) -> str:
+    return sources.lock_key(request.archive)
+
+
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (preflight.MountError, OptionError)):
-        return str(exc)
-    if isinstance(exc, OSError):
-        text = exc.strerror or str(exc)
-        if exc.filename and exc.filename not in text:
-            text = "%s: %s" % (exc.filename, text)
-        return text
-    return "%s: %s" % (type(exc).__name__, exc)
+    return exitcodes.failure(exc)["message"]
 
 
 def serve(request: MountRequest, reporter: Reporter) -> int:
@@ -222,10 +240,11 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
         archive, read_only = _open_archive(request, reporter)
     except Exception as exc:
         log.debug("mount checks failed", exc_info=True)
-        reporter.fail(_reason(exc))
+        problem = exitcodes.failure(exc)
+        reporter.fail(problem)
         if request.lock_fd is not None:
-            statefiles.unlock_archive(os.path.realpath(request.archive), request.lock_fd)
-        return 1
+            statefiles.unlock_archive(_lock_path(request), request.lock_fd)
+        return problem["exit"]
 
     os.chdir("/")  # do not keep the caller's directory busy (the archive is open now)
     capture = None
@@ -272,16 +291,19 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
             capture.release()
         session.finish()
     if not session.live:
-        reporter.fail(problem or "libfuse could not mount %s" % request.mountpoint)
-        status = 1
+        problem = problem or "libfuse could not mount %s" % request.mountpoint
+        status = exitcodes.SYSTEM
+        reporter.fail({"message": problem, "exit": status, "type": "MountError",
+                       "errno": None})
     elif session.problem or problem:
+        # what could not be stored is the archive's problem; a failed loop the mount's
+        status = exitcodes.ARCHIVE if session.problem else exitcodes.SYSTEM
         problem = session.problem or problem
         log.error("unmounted with a problem: %s", problem)
-        status = 1
     else:
         log.info("unmounted %s; everything is committed", request.mountpoint)
     if request.lock_fd is not None:
-        statefiles.unlock_archive(os.path.realpath(request.archive), request.lock_fd)
+        statefiles.unlock_archive(_lock_path(request), request.lock_fd)
     statefiles.write_exit(request.mountpoint, status, problem)
     return status
 
@@ -296,9 +318,19 @@ def _redirect_stdio(log_file: str) -> None:
     os.close(out)
 
 
-def _read_reports(fd: int, quiet: bool):
-    """Relay the daemon's lines; returns (ok, error text or None)."""
+class Started(NamedTuple):
+    """How a background start went, as the daemon reported it."""
+
+    ok: bool
+    problem: Optional[dict]     # see ``exitcodes.failure``; None when ok
+    warnings: List[str]
+    pid: int
+
+
+def _read_reports(fd: int, quiet: bool, show_warnings: bool):
+    """Relay the daemon's lines; returns (ok, problem or None, warnings)."""
     bar = ProgressBar(enabled=False if quiet else None)
+    warnings = []
     try:
         with os.fdopen(fd, "rb") as pipe:
             for raw in pipe:
@@ -310,45 +342,54 @@ def _read_reports(fd: int, quiet: bool):
                     continue
                 bar.finish()
                 if kind == "W":
-                    if not quiet:
+                    warnings.append(text)
+                    if show_warnings and not quiet:
                         print("archfs: warning: %s" % text, file=sys.stderr)
                 elif kind == "OK":
-                    return True, None
+                    return True, None, warnings
                 elif kind == "E":
-                    return False, text
+                    return False, json.loads(text), warnings
     finally:
         bar.finish()
-    return False, None
+    return False, None, warnings
+
+
+def _ended_early(log_file: str) -> dict:
+    return {"message": "the mount daemon ended before the mount was ready (see %s)" % log_file,
+            "exit": exitcodes.SYSTEM, "type": "MountError", "errno": None}
 
 
 LOG_ROTATE_BYTES = 10 << 20
 
 
-def _rotate(log_file: str) -> None:
-    """Keep one older log when the default log has grown large."""
+def _log_file(request: MountRequest) -> str:
+    """The daemon's log: --log-file, else the default one (keeping one older log
+    when it has grown large)."""
+    if request.log_file:
+        return request.log_file
+    log_file = statefiles.log_path(request.mountpoint)
     try:
         if os.path.getsize(log_file) > LOG_ROTATE_BYTES:
             os.replace(log_file, log_file + ".1")
     except OSError:
         pass
+    return log_file
 
 
 def run_background(request: MountRequest) -> int:
-    log_file = request.log_file or statefiles.log_path(request.mountpoint)
-    if not request.log_file:
-        _rotate(log_file)
-    request.log_file = log_file
+    """The command's way: fork the daemon, relay its reports, return the exit status."""
+    request.log_file = _log_file(request)
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the daemon
-        status = 1
+        status = exitcodes.INTERNAL
         try:
             os.close(read_fd)
             os.setsid()
-            _redirect_stdio(log_file)
-            setup_logging(request, log_file)
+            _redirect_stdio(request.log_file)
+            setup_logging(request, request.log_file)
             status = serve(request, Reporter(write_fd))
         except BaseException:
             logging.getLogger("archfs").exception("the mount daemon failed")
@@ -356,14 +397,75 @@ def run_background(request: MountRequest) -> int:
             logging.shutdown()
             os._exit(status)
     os.close(write_fd)
-    ok, error = _read_reports(read_fd, request.quiet)
+    ok, problem, _ = _read_reports(read_fd, request.quiet, show_warnings=True)
     if ok:
-        return 0
+        return exitcodes.OK
     os.waitpid(pid, 0)
-    if error is None:
-        error = "the mount daemon ended before the mount was ready (see %s)" % log_file
-    print("archfs: %s" % error, file=sys.stderr)
-    return 1
+    problem = problem or _ended_early(request.log_file)
+    print("archfs: %s" % problem["message"], file=sys.stderr)
+    return problem["exit"]
+
+
+_CHILD = "from archfs.mount.daemon import child_main; child_main()"
+
+
+def start_detached(request: MountRequest) -> Started:
+    """The Python API's way: start the daemon as a new interpreter, not a fork
+    (forking a program that runs threads can deadlock the child). The request,
+    which may hold a password, goes through a pipe rather than the command line."""
+    import archfs
+    request.log_file = _log_file(request)
+    read_fd, write_fd = os.pipe()
+    top = os.path.dirname(os.path.dirname(os.path.abspath(archfs.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
+    try:
+        with open(request.log_file, "ab") as log_out:
+            child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=log_out,
+                stderr=log_out, pass_fds=(write_fd,), start_new_session=True, env=env)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    try:
+        child.stdin.write(json.dumps({"request": request.to_dict(), "fd": write_fd}).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass
+    ok, problem, warnings = _read_reports(read_fd, quiet=True, show_warnings=False)
+    if not ok:
+        child.wait()
+        problem = problem or _ended_early(request.log_file)
+    _children.append(child)    # reaped when it ends (see reap)
+    return Started(ok, problem, warnings, child.pid)
+
+
+_children: List[subprocess.Popen] = []
+
+
+def reap() -> None:
+    """Collect daemons started by ``start_detached`` that have ended."""
+    _children[:] = [child for child in _children if child.poll() is None]
+
+
+def child_main() -> None:
+    """The daemon process ``start_detached`` runs."""
+    data = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    request = MountRequest.from_dict(data["request"])
+    status = exitcodes.INTERNAL
+    try:
+        setup_logging(request, request.log_file)
+        status = serve(request, Reporter(data["fd"]))
+    except BaseException:
+        logging.getLogger("archfs").exception("the mount daemon failed")
+    finally:
+        logging.shutdown()
+        os._exit(status)
 
 
 def run_foreground(request: MountRequest) -> int:

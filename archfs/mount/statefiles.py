@@ -125,6 +125,31 @@ def write_exit(mountpoint: str, status: int, problem: Optional[str]) -> None:
         pass
 
 
+def forget(mountpoint: str, running: Optional[dict] = None) -> None:
+    """Remove the notes of a daemon that died without cleaning up: its
+    running note and, when no mount holds it, its archive's lock file."""
+    try:
+        os.unlink(_path(mountpoint, ".json", create=False))
+    except FileNotFoundError:
+        pass
+    archive = (running or {}).get("archive")
+    if not archive:
+        return
+    from archfs.sources import lock_key
+    path = os.path.join(state_dir(create=False), "archive-%s.lock" % key_for(lock_key(archive)))
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        pass   # held by a live mount (or already gone): leave it
+    finally:
+        os.close(fd)
+
+
 def pop_exit(mountpoint: str, pid: Optional[int] = None) -> Optional[dict]:
     """How the daemon (of ``pid``, if given) ended; the note is removed."""
     path = _path(mountpoint, ".exit", create=False)

@@ -2,23 +2,33 @@
 committed everything and exited, and report how it ended.
 
 The daemon commits after the kernel lets go of the mount (in FUSE's
-destroy), so returning right after fusermount would let a caller read an
-archive that is still being written. The daemon is found through the state
-file it wrote for the mountpoint; its start time guards against a reused pid.
+destroy), so returning right after fusermount (or umount(8)) would let a
+caller read an archive that is still being written. The daemon is found
+through the state file it wrote for the mountpoint; its start time guards
+against a reused pid.
+
+A mount whose daemon was killed is still attached ("Transport endpoint is
+not connected"); unmounting it detaches it, forgets the daemon's notes and
+succeeds with a warning: nothing else can be done for it, and the archive
+recovers its last commit at the next mount (or with ``archfs repair``).
 """
 
+import errno
 import os
 import shutil
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Callable, List, Optional
 
+from archfs import exitcodes
 from archfs.mount import mounttable, statefiles
+from archfs.mount.preflight import MountError
 
 
-class UnmountError(Exception):
-    """One line for the user."""
+class UnmountError(MountError):
+    """One line for the user; exit status 4 unless the daemon's note says
+    the archive could not take everything (3)."""
 
 
 def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
@@ -29,7 +39,7 @@ def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
     elif os.geteuid() == 0 and shutil.which("umount"):
         command = ["umount"] + (["-l"] if lazy else []) + [mountpoint]
     else:
-        raise UnmountError("fusermount3 not found: install fuse3")
+        raise UnmountError("fusermount3 not found: install fuse3", errno.ENOENT)
     result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
@@ -37,11 +47,17 @@ def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
         message = lines[-1] if lines else "exit status %d" % result.returncode
         if "busy" in message.lower():
             raise UnmountError("%s is busy (a process has a file or directory open there); "
-                               "close it, or use archfs unmount --lazy" % mountpoint)
+                               "close it, or use archfs unmount --lazy" % mountpoint,
+                               errno.EBUSY)
         raise UnmountError("cannot unmount %s: %s" % (mountpoint, message))
 
 
-def _wait_for(pid: int, start_time: Optional[int], timeout: Optional[float], quiet: bool) -> bool:
+def _say(text: str) -> None:
+    print("archfs: %s" % text, file=sys.stderr)
+
+
+def _wait_for(pid: int, start_time: Optional[int], timeout: Optional[float],
+              notify: Optional[Callable[[str], None]]) -> bool:
     """Wait until the daemon has exited; False on timeout."""
     began = time.monotonic()
     told = False
@@ -49,38 +65,74 @@ def _wait_for(pid: int, start_time: Optional[int], timeout: Optional[float], qui
         waited = time.monotonic() - began
         if timeout is not None and waited > timeout:
             return False
-        if not told and waited > 2 and not quiet:
-            print("archfs: waiting for the daemon (pid %d) to finish committing..." % pid,
-                  file=sys.stderr)
+        if not told and waited > 2 and notify is not None:
+            notify("waiting for the daemon (pid %d) to finish committing..." % pid)
             told = True
         time.sleep(0.02 if waited < 1 else 0.1)
     return True
 
 
 def unmount(mountpoint: str, lazy: bool = False, timeout: Optional[float] = None,
-            quiet: bool = False) -> int:
-    """Returns the exit status for the command; raises UnmountError."""
-    real = os.path.realpath(os.path.abspath(os.path.expanduser(mountpoint)))
+            quiet: bool = False, notify: Optional[Callable[[str], None]] = _say) -> List[str]:
+    """Unmount and wait for the daemon; returns warnings, raises UnmountError.
+
+    ``notify`` is told once when the wait grows long (not when ``quiet``).
+    """
+    given = os.path.abspath(os.path.expanduser(mountpoint))
+    real = os.path.realpath(given)
     running = statefiles.read_running(real)
     pid = running.get("pid") if running else None
     start = running.get("start_time") if running else None
     alive = pid is not None and statefiles.process_running(pid, start)
     fstype = mounttable.mount_type(real)
     if fstype is None and not alive:
-        raise UnmountError("not mounted: %s" % real)
+        if running:
+            statefiles.forget(real, running)   # the note of a daemon that died unmounted
+        if not os.path.lexists(given):
+            raise UnmountError("no such directory: %s" % given, errno.ENOENT)
+        ending = statefiles.pop_exit(real)
+        if ending is None:
+            raise UnmountError("not mounted: %s" % real, errno.EINVAL)
+        # unmounted by umount(8) or fusermount, and the daemon has finished since
+        _check_ending(ending)
+        return []
     if fstype is not None:
         if not mounttable.is_archfs(fstype) and not alive:
-            raise UnmountError("%s is not an archfs mount (it is %s)" % (real, fstype))
+            raise UnmountError("%s is not an archfs mount (it is %s)" % (real, fstype),
+                               errno.EINVAL)
         _detach(real, lazy, running.get("fusermount") if running else None)
-    if alive and not _wait_for(pid, start, timeout, quiet):
-        raise UnmountError("the daemon (pid %d) is still committing after %gs; see %s"
-                           % (pid, timeout, running.get("log_file") or "its log"))
+    warnings = []
     if pid is None:
-        return 0
+        warnings.append("no archfs daemon of yours is recorded for %s: detached it without "
+                        "waiting for a commit" % real)
+        return warnings
+    if not alive:
+        statefiles.forget(real, running)
+        warnings.append(
+            "the daemon of %s (pid %d) had ended without unmounting (killed or crashed); "
+            "removed the dead mount. Changes it had not committed are lost; %s recovers its "
+            "last commit at the next mount, or with archfs repair"
+            % (real, pid, running.get("archive") or "the archive"))
+        return warnings
+    if not _wait_for(pid, start, timeout, None if quiet else notify):
+        raise UnmountError("the daemon (pid %d) is still committing after %gs; see %s"
+                           % (pid, timeout, running.get("log_file") or "its log"),
+                           errno.ETIMEDOUT)
     ending = statefiles.pop_exit(real, pid)
     if ending is None:
-        raise UnmountError("the daemon (pid %d) ended without reporting; see %s"
-                           % (pid, running.get("log_file") or "its log"))
+        statefiles.forget(real, running)
+        raise UnmountError("the daemon (pid %d) ended without saying whether everything was "
+                           "committed (was it killed?); see %s" % (
+                               pid, running.get("log_file") or "its log"))
+    _check_ending(ending)
+    return warnings
+
+
+def _check_ending(ending: dict) -> None:
+    """Raise when the daemon's exit note says not everything was committed."""
     if ending.get("status"):
-        raise UnmountError("unmounted, but %s" % (ending.get("problem") or "the daemon failed"))
-    return 0
+        error = UnmountError("unmounted, but %s" % (ending.get("problem")
+                                                     or "the daemon failed"))
+        if ending["status"] in (exitcodes.ARCHIVE, exitcodes.SYSTEM):
+            error.exit_code = ending["status"]
+        raise error

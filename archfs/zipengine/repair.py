@@ -60,6 +60,28 @@ def repair(path: str, progress: Optional[Callable[[str, int, int], None]] = None
         os.close(fd)
 
 
+def plan(path: str) -> str:
+    """What ``repair`` would do to ``path``, in one line; changes nothing."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if read_end(fd, size) is not None:
+            return "nothing to repair"
+        end = recovery.find_last_good_end(fd, size, path)
+        if end is None:
+            return ("no usable central directory: it would salvage every intact member "
+                    "into a new one")
+        tail = size - end.end
+        if recovery.is_own_tail(fd, end.end, size):
+            return ("it would cut off %s bytes of an unfinished commit after the last "
+                    "complete one" % "{:,}".format(tail))
+        return ("it would cut off %s bytes that follow the last complete commit, saving "
+                "them to %s-N first" % ("{:,}".format(tail), os.path.basename(path)
+                                        + ".archfs-tail"))
+    finally:
+        os.close(fd)
+
+
 def _cut(fd: int, path: str, end, size: int) -> Outcome:
     tail = size - end.end
     kept = ""

@@ -4,13 +4,30 @@
 # system packages archfs and its tests use, then keeps .venv in the repo root in
 # step with pyproject.toml. As root it installs what is missing; otherwise it
 # prints the one apt-get line to run and exits non-zero.
+#
+# It prints one line per step it takes (nothing when all is in place); apt's
+# and pip's full output goes to $ARCHFS_SETUP_LOG. When another program holds
+# the package manager's lock (unattended-upgrades, another apt), it says so
+# once and waits, for at most $ARCHFS_APT_LOCK_TIMEOUT seconds.
 
 ARCHFS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ARCHFS_VENV="$ARCHFS_ROOT/.venv"
+ARCHFS_SETUP_LOG="${ARCHFS_SETUP_LOG:-$ARCHFS_ROOT/.setup.log}"
+ARCHFS_APT_LOCK_TIMEOUT="${ARCHFS_APT_LOCK_TIMEOUT:-300}"
+# The locks apt-get and dpkg take (fcntl locks); waited for before each apt-get.
+ARCHFS_APT_LOCKS=(
+    /var/lib/dpkg/lock-frontend
+    /var/lib/dpkg/lock
+    /var/lib/apt/lists/lock
+    /var/cache/apt/archives/lock
+)
 
-# "command-or-alternatives:debian-package"; 7zip gives 7zz, p7zip gives 7z.
-# "commands:packages": installed when none of the commands is on PATH; the
-# first package apt knows is taken (7zip is p7zip-full on older releases).
+# What archfs needs on the machine, one entry a line: "commands:packages".
+# The entry is installed when none of the commands (separated by |) is on
+# PATH; the first package apt knows is taken (7zip is p7zip-full on older
+# releases; 7zip gives 7zz, p7zip gives 7z). Add a line for a new tool, or
+# append from a script before calling archfs_setup:
+#     ARCHFS_SYSTEM_TOOLS+=("rsync:rsync")
 ARCHFS_SYSTEM_TOOLS=(
     "fusermount3:fuse3"
     "unzip:unzip"
@@ -83,6 +100,105 @@ archfs_missing_packages() {
     echo "${missing[*]}"
 }
 
+# Which program holds one of ARCHFS_APT_LOCKS: "LOCK (pid N, NAME)", or
+# nothing when all are free. Read from /proc/locks, so nothing is locked here.
+archfs_apt_lock_holder() {
+    "$(archfs_python)" - "${ARCHFS_APT_LOCKS[@]}" <<'EOF'
+import os, sys
+wanted = {}
+for path in sys.argv[1:]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        continue
+    wanted["%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = path
+try:
+    with open("/proc/locks") as f:
+        lines = f.read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    fields = line.split()
+    if len(fields) < 6 or fields[1] == "->":       # a waiter, not a holder
+        continue
+    pid, where = fields[4], fields[5]
+    if where in wanted:
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                name = f.read().strip()
+        except OSError:
+            name = "unknown program"
+        print("%s (pid %s, %s)" % (wanted[where], pid, name) if pid != "-1"
+              else "%s (%s)" % (wanted[where], name))
+        break
+EOF
+}
+
+ARCHFS_APT_DEADLINE=""
+ARCHFS_APT_TOLD=0
+
+# Wait until no program holds the package manager's lock; says so once, and
+# exits after ARCHFS_APT_LOCK_TIMEOUT seconds with the holder's name.
+archfs_wait_for_apt_lock() {
+    local holder
+    # SECONDS counts whole seconds: +1 so that the wait is never shorter than asked
+    [ -n "$ARCHFS_APT_DEADLINE" ] || ARCHFS_APT_DEADLINE=$((SECONDS + ARCHFS_APT_LOCK_TIMEOUT + 1))
+    while holder="$(archfs_apt_lock_holder)" && [ -n "$holder" ]; do
+        if [ "$ARCHFS_APT_TOLD" = 0 ]; then
+            archfs_log "waiting for another package manager to finish: $holder holds its lock" \
+                "(waiting up to ${ARCHFS_APT_LOCK_TIMEOUT} s)"
+            ARCHFS_APT_TOLD=1
+        fi
+        if [ "$SECONDS" -ge "$ARCHFS_APT_DEADLINE" ]; then
+            archfs_log "gave up after waiting ${ARCHFS_APT_LOCK_TIMEOUT} s: $holder still holds" \
+                "the package manager's lock; run this again once it has finished"
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
+# archfs_apt ARGS...: apt-get ARGS, its output appended to the log. Waits for
+# the lock first, and again if another program took it in the meantime.
+archfs_apt() {
+    local left mark
+    while :; do
+        archfs_wait_for_apt_lock
+        left=$((ARCHFS_APT_DEADLINE - SECONDS))
+        [ "$left" -gt 0 ] || left=1
+        mark=0
+        [ -f "$ARCHFS_SETUP_LOG" ] && mark="$(wc -l <"$ARCHFS_SETUP_LOG")"
+        echo "\$ apt-get $*" >>"$ARCHFS_SETUP_LOG"
+        if DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$left" "$@" \
+            </dev/null >>"$ARCHFS_SETUP_LOG" 2>&1; then
+            return 0
+        fi
+        if tail -n "+$((mark + 1))" "$ARCHFS_SETUP_LOG" |
+            grep -q -e 'Could not get lock' -e 'Unable to acquire the dpkg frontend lock' \
+                -e 'Unable to lock' && [ "$SECONDS" -lt "$ARCHFS_APT_DEADLINE" ]; then
+            continue
+        fi
+        return 1
+    done
+}
+
+ARCHFS_LOG_STARTED=0
+
+archfs_start_log() { # a header for this run; an overgrown log starts afresh
+    [ "$ARCHFS_LOG_STARTED" = 1 ] && return 0
+    ARCHFS_LOG_STARTED=1
+    if [ -f "$ARCHFS_SETUP_LOG" ] && [ "$(wc -c <"$ARCHFS_SETUP_LOG")" -gt 2000000 ]; then
+        : >"$ARCHFS_SETUP_LOG"
+    fi
+    echo "=== archfs setup, $(date '+%Y-%m-%d %H:%M:%S')" >>"$ARCHFS_SETUP_LOG"
+}
+
+archfs_failed() { # archfs_failed WHAT: one line, then the end of the log
+    archfs_log "$1 failed; the last lines of $ARCHFS_SETUP_LOG:"
+    tail -n 15 "$ARCHFS_SETUP_LOG" | sed 's/^/    /' >&2
+    exit 1
+}
+
 archfs_ensure_system_packages() {
     local missing
     missing="$(archfs_missing_packages)"
@@ -96,17 +212,15 @@ archfs_ensure_system_packages() {
         archfs_log "missing system packages ($missing) and no apt-get to install them"
         exit 1
     fi
-    archfs_log "installing $missing"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; then
-        archfs_log "apt-get update failed"
-        exit 1
-    fi
+    archfs_start_log
+    archfs_log "installing $missing (apt-get's output goes to $ARCHFS_SETUP_LOG)"
+    archfs_log "apt-get update"
+    archfs_apt update || archfs_failed "apt-get update"
     missing="$(archfs_missing_packages)"    # package names again, now apt knows them
+    archfs_log "apt-get install -y $missing"
     # shellcheck disable=SC2086  # the list is meant to split
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2; then
-        archfs_log "apt-get install -y $missing failed"
-        exit 1
-    fi
+    archfs_apt install -y $missing ||
+        archfs_failed "apt-get install -y $missing"
 }
 
 # What .venv was installed from: pyproject.toml and where this checkout is
@@ -119,14 +233,19 @@ archfs_ensure_venv() {
     local stamp_file="$ARCHFS_VENV/.archfs-stamp" want
     want="$(archfs_venv_stamp)"
     if ! archfs_venv_ok; then
+        archfs_start_log
         archfs_log "creating $ARCHFS_VENV"
         rm -rf "$ARCHFS_VENV"
-        "$(archfs_python)" -m venv "$ARCHFS_VENV" || { archfs_log "python3 -m venv failed"; exit 1; }
+        "$(archfs_python)" -m venv "$ARCHFS_VENV" >>"$ARCHFS_SETUP_LOG" 2>&1 ||
+            archfs_failed "python3 -m venv"
     fi
     if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
-        archfs_log "installing archfs into .venv (pyproject.toml changed or new venv)"
-        "$ARCHFS_VENV/bin/python" -m pip install -q -e "${ARCHFS_ROOT}[test]" >&2 ||
-            { archfs_log "pip install -e '.[test]' failed"; exit 1; }
+        archfs_start_log
+        archfs_log "installing archfs and its test tools into .venv (pip's output goes to" \
+            "$ARCHFS_SETUP_LOG)"
+        echo "\$ pip install -e '${ARCHFS_ROOT}[test]'" >>"$ARCHFS_SETUP_LOG"
+        "$ARCHFS_VENV/bin/python" -m pip install -e "${ARCHFS_ROOT}[test]" \
+            >>"$ARCHFS_SETUP_LOG" 2>&1 || archfs_failed "pip install -e '.[test]'"
         echo "$want" >"$stamp_file"
     fi
 }
@@ -139,7 +258,10 @@ archfs_setup() {
     lock="${TMPDIR:-/tmp}/archfs-setup-$(echo "$ARCHFS_ROOT" | sha256sum | cut -c1-16).lock"
     if command -v flock >/dev/null 2>&1; then
         exec {ARCHFS_LOCK_FD}>"$lock"
-        flock "$ARCHFS_LOCK_FD"
+        if ! flock -n "$ARCHFS_LOCK_FD"; then
+            archfs_log "waiting for another archfs set-up of this checkout to finish"
+            flock "$ARCHFS_LOCK_FD"
+        fi
     fi
     archfs_ensure_system_packages
     archfs_ensure_venv

@@ -124,6 +124,13 @@ class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacti
     def dead_bytes(self) -> int:
         return self._dead
 
+    def summary(self) -> dict:
+        """Counts and sizes for ``archfs info`` (see ``zipengine/summary.py``)."""
+        from archfs.zipengine.summary import summarize
+        with self._meta:
+            return summarize(self._table, len(self._tree.dirs) - 1, self._bad, self._dead,
+                             os.fstat(self._file.fd).st_size, self._comment)
+
     # -- closing ------------------------------------------------------------------
 
     def close(self) -> None:
