@@ -15,6 +15,7 @@ from typing import Optional
 
 from archfs.errors import CorruptMemberError, UnsupportedFeature
 from archfs.zipengine import format as fmt
+from archfs.zipengine import inflater
 
 
 class ZlibDecoder:
@@ -23,7 +24,7 @@ class ZlibDecoder:
     copyable = True
 
     def __init__(self, inner=None):
-        self._d = inner if inner is not None else zlib.decompressobj(-15)
+        self._d = inner if inner is not None else inflater.raw_inflater()
         self._tail = b""
 
     def decode(self, data: bytes, max_out: int) -> bytes:
@@ -31,7 +32,7 @@ class ZlibDecoder:
             data = self._tail + data if data else self._tail
         try:
             out = self._d.decompress(data, max_out)
-        except zlib.error as exc:
+        except inflater.errors as exc:
             raise CorruptMemberError("broken deflate stream: %s" % exc) from None
         self._tail = self._d.unconsumed_tail
         return out

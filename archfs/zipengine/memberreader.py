@@ -25,12 +25,12 @@ import bisect
 import io
 import threading
 import weakref
-import zlib
 from collections import OrderedDict
 from typing import NamedTuple, Optional
 
 from archfs.errors import CorruptMemberError, PasswordRequired
 from archfs.zipengine.codecs import make_decoder
+from archfs.zipengine.inflater import crc32
 from archfs.zipengine.prefetch import ChunkWindow, Prefetcher
 from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, ZipDecrypter
 
@@ -254,7 +254,7 @@ class DecodeStream:
             out = self.decoder.decode(data, max(limit, 1))
             if out:
                 self.out_pos += len(out)
-                self.crc = zlib.crc32(out, self.crc)
+                self.crc = crc32(out, self.crc)
                 if self.out_pos > info.usize:
                     raise CorruptMemberError("%s: member is larger than its recorded size %d"
                                              % (info.name, info.usize))
@@ -342,7 +342,7 @@ class MemberReader(io.RawIOBase):
             data = self._source.pread(info.usize, info.data_start)
             if len(data) != info.usize:
                 raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
-            if zlib.crc32(data) != info.crc:
+            if crc32(data) != info.crc:
                 raise CorruptMemberError("%s: CRC mismatch" % info.name)
         else:
             stream = DecodeStream(self._source, info, None)
@@ -375,7 +375,7 @@ class MemberReader(io.RawIOBase):
             raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
         with self._lock:
             if offset == self._crc_front:   # an in-order read: extend the running CRC
-                self._crc = zlib.crc32(data, self._crc)
+                self._crc = crc32(data, self._crc)
                 self._crc_front = end
                 if end == info.usize:
                     if self._crc != info.crc:

@@ -20,6 +20,7 @@ from benchlib.tools import ALL_TOOLS, make_tool
 GROUP_HELP = """row groups (for --only):
   tree-tiny     mount / second mount / find over the 1,000,000-entry archive
   tree-small    the same over the 100,000-file archive
+  read-small    grep -r and tar cf - reading every file of it, cold and warm
   seq-stored    sequential read of the 1 GiB stored member, cold and warm
   seq-deflated  sequential read of the 1 GiB deflated member, then random reads
   random-fresh  random 4 KiB reads in the deflated member on a fresh mount

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import tarfile
@@ -49,6 +51,35 @@ def find(mnt: Path, expected: int, out: Outcome, label: str) -> float:
     seen = res.stdout.count(b"\n")
     if seen != expected:
         out.notes.append(f"{label}: find listed {seen:,} entries, expected {expected:,}")
+    return elapsed
+
+
+def walk_read(mnt: Path, command: str, cap_s: float, out: Outcome, metric: str,
+              check=None) -> float | None:
+    """Seconds a shell command that reads every file below ``mnt`` takes
+    (``{mnt}`` in it is replaced); None (marked capped) if it ran past the cap.
+
+    ``check(stdout)`` returns a note when the output shows files were missed.
+    """
+    cmd = ["bash", "-o", "pipefail", "-c", command.format(mnt=shlex.quote(str(mnt)))]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=cap_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        out.na[metric] = f">{cap_s:.0f} (capped)"
+        out.notes.append(f"{metric}: stopped after {cap_s:.0f} s (time cap)")
+        return None
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):      # grep: 1 = no match, still read everything
+        raise RuntimeError(f"{command.split()[0]} failed ({proc.returncode}): "
+                           f"{stderr.decode(errors='replace')[:200]}")
+    note = check(stdout) if check else None
+    if note:
+        out.notes.append(f"{metric}: {note}")
     return elapsed
 
 

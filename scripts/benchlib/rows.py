@@ -47,6 +47,14 @@ def table_rows(s: Sizes) -> list[Row]:
             Row(f"{group}:find_warm_s", f"find over {what}, warm", "s", LOWER),
             Row(f"{group}:find_rss_mb", f"find over {what}: daemon peak RSS", "MB", LOWER),
         ]
+    rows += [
+        Row("read-small:grep_cold_s", f"grep -r over {small}, cold", "s", LOWER),
+        Row("read-small:grep_warm_s", f"grep -r over {small}, warm", "s", LOWER),
+        Row("read-small:tar_cold_s", f"tar cf - of {small} into wc -c, cold", "s", LOWER),
+        Row("read-small:tar_warm_s", f"tar cf - of {small} into wc -c, warm", "s", LOWER),
+        Row("read-small:rss_mb", f"reading every file of {small}: daemon peak RSS", "MB",
+            LOWER),
+    ]
     for group, what in (("seq-stored", f"{big} stored"), ("seq-deflated", f"{big} deflated")):
         rows += [
             Row(f"{group}:cold_mbs", f"sequential read {what}, cold", "MB/s", HIGHER),
@@ -72,5 +80,5 @@ def table_rows(s: Sizes) -> list[Row]:
     return rows
 
 
-GROUP_ORDER = ["tree-tiny", "tree-small", "seq-stored", "seq-deflated",
+GROUP_ORDER = ["tree-tiny", "tree-small", "read-small", "seq-stored", "seq-deflated",
                "random-fresh", "add-mixed", "add-big", "copy-in"]

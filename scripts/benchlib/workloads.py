@@ -58,6 +58,17 @@ def _tree_entries(names: list[str]) -> int:
     return len(paths) + 1
 
 
+_CONTENT_BYTES: dict[Path, int] = {}
+
+
+def content_bytes(archive: Path) -> int:
+    """Total uncompressed size of an archive's members (from its directory)."""
+    if archive not in _CONTENT_BYTES:
+        with zipfile.ZipFile(archive) as zf:
+            _CONTENT_BYTES[archive] = sum(i.file_size for i in zf.infolist())
+    return _CONTENT_BYTES[archive]
+
+
 def _leaf_dirs(prefix: str, count: int) -> list[str]:
     """`count` leaf directories, at most 100 per parent, as `zip -r` lays out."""
     tops = max(1, math.ceil(count / 100))
