@@ -168,14 +168,13 @@ class GzipStream(_LibraryStream):
 
     def seek_state(self) -> Optional[bytes]:
         with self._lock:
-            out = io.BytesIO()
+            out = io.BytesIO()      # the libraries write from the file's start
             if self._bounded:
-                out.write(b"I")
                 self._f.export_index(fileobj=out)
-            else:
-                out.write(b"R")
-                self._f.export_index(out)
-            return out.getvalue()
+                return b"I" + out.getvalue()
+            import rapidgzip          # gztool's format keeps the windows compressed
+            self._f.export_index(out, rapidgzip.IndexFormat.GZTOOL)
+            return b"R" + out.getvalue()
 
     def load_seek_state(self, state: bytes) -> None:
         with self._lock:

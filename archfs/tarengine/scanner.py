@@ -191,8 +191,14 @@ class _Scanner:
     def member(self, h: hd.Header, start: int, data: int, pax: Dict[str, bytes],
                longname: Optional[bytes], longlink: Optional[bytes]) -> int:
         """Add one member; returns the position of the next header (-1: stop)."""
-        fields = dict(self.globals)
-        fields.update(pax)
+        if not pax and not self.globals and longname is None and h.typeflag in (b"0", b"5") \
+                and self.size_hint < 0:
+            return self.plain_member(h, start, data)
+        if self.globals:
+            fields = dict(self.globals)
+            fields.update(pax)
+        else:
+            fields = pax
         name = h.name
         if longname is not None:
             name = longname
@@ -269,6 +275,17 @@ class _Scanner:
             self.result.problem = "the archive is cut short inside %s" % path
             return -1
         return next_pos
+
+    def plain_member(self, h: hd.Header, start: int, data: int) -> int:
+        """The common case, kept short: a file or directory with no extensions."""
+        path = safe_path(decode(h.name))
+        size = h.size
+        if path:
+            file_type = stat.S_IFDIR if h.typeflag == b"5" or h.name.endswith(b"/") \
+                else stat.S_IFREG
+            self.table.add(path, start, data, size, size, h.mtime * 1_000_000_000,
+                           file_type | (h.mode & 0o7777), h.uid, h.gid)
+        return data + size + (-size % 512)
 
     def old_gnu_sparse(self, h: hd.Header, data: int) -> Tuple[List[Tuple[int, int]], int, int]:
         entries, extended, realsize = hd.gnu_sparse_header(h.block)
