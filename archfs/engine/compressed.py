@@ -59,13 +59,36 @@ def _skippable_then_zstd(head: bytes) -> bool:
     return 0x184D2A50 <= int.from_bytes(head[:4], "little") <= 0x184D2A5F
 
 
-class PlainStream:
-    """An uncompressed archive: reads go straight to the file."""
+class _Shared:
+    """Reference counting: each open member reader holds the stream it was
+    opened on, so an archive replaced by an atomic rewrite keeps serving
+    them from the old file until the last one closes."""
+
+    _users = 1
+    _count_lock = threading.Lock()
+
+    def retain(self):
+        with self._count_lock:
+            if self._users <= 0:
+                raise ValueError("stream is closed")
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        with self._count_lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self.close()
+
+
+class PlainStream(_Shared):
+    """An uncompressed archive: reads go straight to the file (which it holds)."""
 
     kind = None
 
     def __init__(self, file):
-        self._file = file
+        self._file = file.retain()
 
     def pread(self, size: int, pos: int) -> bytes:
         return self._file.pread(size, pos)
@@ -80,10 +103,12 @@ class PlainStream:
         pass
 
     def close(self) -> None:
-        pass
+        file, self._file = self._file, None
+        if file is not None:
+            file.release()
 
 
-class _LibraryStream:
+class _LibraryStream(_Shared):
     """A library's seekable file object behind a lock."""
 
     kind = ""

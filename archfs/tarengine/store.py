@@ -81,7 +81,7 @@ class TarStore:
             self._load()
         except BaseException:
             if self.stream is not None:
-                self.stream.close()
+                self.stream.release()
             self._file.release()
             raise
 
@@ -369,12 +369,13 @@ class TarStore:
                 raise CorruptMemberError("%s: %s" % (path, why))
             mode = t.mode[target]
             if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                return MemberReader(path, self.stream, 0, 0, 0)
+                return _BytesReader(path, b"")
             if stat.S_ISLNK(mode):
                 data = self.table.links.get(row, "").encode("utf-8", "surrogateescape")
                 return _BytesReader(path, data)
-            return MemberReader(path, self.stream, t.data[target], t.size[target],
-                                t.usize[target], t.sparse.get(target))
+            stream = self.stream.retain()
+            return MemberReader(path, stream, t.data[target], t.size[target],
+                                t.usize[target], t.sparse.get(target), on_close=stream.release)
 
     # -- closing --------------------------------------------------------------------
 
@@ -383,7 +384,7 @@ class TarStore:
             return
         self._closed = True
         try:
-            self.stream.close()
+            self.stream.release()
         finally:
             self._file.release()
 
