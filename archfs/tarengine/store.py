@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.engine import compressed, indexcache
 from archfs.engine.fileaccess import ArchiveFile
+from archfs.engine.segments import CODECS, SegmentedStream, segments_from_state
 from archfs.engine.tree import DIR_MODE, Tree
 from archfs.errors import (
     CorruptMemberError,
@@ -38,6 +39,7 @@ log = logging.getLogger("archfs.tar")
 INDEX_VERSION = 1
 MIN_CACHED_MEMBERS = 2000      # plain tars with fewer members scan faster than a cache loads
 IMPLIED_INO_BASE = 1 << 48
+MAX_WALKED_SEGMENT = 64 << 20  # a bigger frame or stream reads better through a library
 
 
 @dataclass
@@ -77,7 +79,7 @@ class TarStore:
         try:
             head = self._file.pread(8, 0)
             self.compression = compressed.detect(head)
-            self.stream = compressed.open_stream(self._file, self.path, self.compression)
+            self.stream = self._open_stream()
             self._load()
         except BaseException:
             if self.stream is not None:
@@ -86,6 +88,16 @@ class TarStore:
             raise
 
     # -- opening --------------------------------------------------------------
+
+    def _open_stream(self):
+        """The decompressed content: by segments where the file is made of small
+        independent ones (archives archfs wrote), else through a library."""
+        if self.compression is not None:
+            codec = CODECS[self.compression]()
+            segments = codec.walk(self._file.pread, self._file.size())
+            if segments and max(s[3] for s in segments) <= MAX_WALKED_SEGMENT:
+                return SegmentedStream(self._file, codec, segments)
+        return compressed.open_stream(self._file, self.path, self.compression)
 
     def _progress(self, what: str):
         report = self.options.progress
@@ -226,8 +238,19 @@ class TarStore:
                         for r, v in header["xattrs"].items()}
             if len(t.dead) != n:
                 raise ValueError("index is inconsistent")
-            if self.compression is not None and sections[10]:
-                self.stream.load_seek_state(sections[10])
+            state = sections[10]
+            if self.compression is not None and state[:1] == b"S":
+                if not isinstance(self.stream, SegmentedStream):
+                    segments = segments_from_state(state)
+                    stream = SegmentedStream(self._file, CODECS[self.compression](), segments)
+                    self.stream.release()
+                    self.stream = stream
+                else:
+                    self.stream.load_seek_state(state)
+            elif self.compression is not None and state:
+                if isinstance(self.stream, SegmentedStream):
+                    raise ValueError("saved seek points are of another kind")
+                self.stream.load_seek_state(state)
         except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             log.info("ignoring the saved index of %s: %s", self.path, exc)
             return None

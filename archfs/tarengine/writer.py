@@ -565,10 +565,7 @@ class TarWriter(TarStore):
                                    + ".archfs-rewrite-")
         try:
             os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fd).st_mode))
-            out = ArchiveFile.__new__(ArchiveFile)
-            out.fd, out.path, out.writable, out._users, out._lock = fd, tmp, True, 1, \
-                threading.Lock()
-            placed = self._write_rows(out, rows, empty_dirs)
+            placed = self._write_rows(_PlainSink(fd, self._file.fd), rows, empty_dirs)
             os.fsync(fd)
             os.rename(tmp, self.path)
             fsync_dir(self.path)
@@ -611,72 +608,50 @@ class TarWriter(TarStore):
         live = sorted(set(self._tree.paths.values()), key=lambda r: (t.header[r], r))
         return live
 
-    def _write_rows(self, out: ArchiveFile, rows, empty_dirs):
-        """Write members to ``out``; returns {row: (header, data)} and {-1: (end, 0)}."""
+    def _write_rows(self, sink, rows, empty_dirs):
+        """Write members through ``sink``; returns {row: (header, data)} and {-1: (end, 0)}."""
         t = self.table
         placed = {}
-        pos = 0
         progress = self.options.progress
         written_data = {}         # data row -> its new name (hard link targets)
         for i, row in enumerate(rows):
+            if progress is not None and i % 1024 == 0:
+                progress("rewriting", i, len(rows))
             target = t.target(row)
             kind = stat.S_IFMT(t.mode[target])
             is_link = row in t.hardlink
             name = t.names[row]
+            start = sink.pos
             if is_link and target in written_data:
                 headers = self._headers_for(row, name, hardlink_to=written_data[target])
                 size = 0
             elif not is_link and not self._renamed.get(row) and self._raw_ok(row):
                 # unchanged member: its header blocks and data, copied verbatim
-                length = t.end_of(row) - t.header[row]
-                start = pos
-                pos = self._copy_raw(out, row, pos, length)
+                sink.copy(t.header[row], t.end_of(row) - t.header[row])
                 placed[row] = (start, start + t.data[row] - t.header[row])
                 written_data[row] = name
                 continue
             else:
                 headers = self._headers_for(row, name)
                 size = t.size[target] if kind == stat.S_IFREG else 0
-            start = pos
-            pos = out.pwrite(headers, pos)
+            sink.write(headers)
             if size:
-                done = 0
-                while done < size:
-                    n = os.copy_file_range(self._file.fd, out.fd, size - done,
-                                           t.data[target] + done, pos)
-                    if n <= 0:
-                        raise CorruptArchiveError("%s: member data is cut short" % name)
-                    done += n
-                    pos += n
-                pos = out.pwrite(bytes(hd.padding(size)), pos)
+                sink.copy(t.data[target], size)
+                sink.write(bytes(hd.padding(size)))
             placed[row] = (start, start + len(headers))
             if not is_link or target not in written_data:
                 written_data[target] = name
-            if progress is not None and i % 1024 == 0:
-                progress("rewriting", i, len(rows))
         for path in empty_dirs:
-            pos = out.pwrite(hd.member_headers(encode(path) + b"/", 0o755, os.getuid(),
-                                               os.getgid(), 0, time.time_ns(), b"5"), pos)
-        stop = -(-(pos + 2 * hd.BLOCK) // hd.RECORD) * hd.RECORD
-        out.pwrite(bytes(stop - pos), pos)
-        placed[-1] = (pos, 0)
+            sink.write(hd.member_headers(encode(path) + b"/", 0o755, os.getuid(),
+                                         os.getgid(), 0, time.time_ns(), b"5"))
+        placed[-1] = (sink.pos, 0)
+        sink.finish()
         return placed
 
     def _raw_ok(self, row: int) -> bool:
         """Whether a member's bytes can be copied as they are (not the one whose
         first block is still held in memory)."""
         return not (self._held is not None and self.table.header[row] == self.end)
-
-    def _copy_raw(self, out: ArchiveFile, row: int, pos: int, length: int) -> int:
-        start = self.table.header[row]
-        done = 0
-        while done < length:
-            n = os.copy_file_range(self._file.fd, out.fd, length - done, start + done, pos)
-            if n <= 0:
-                raise CorruptArchiveError("%s: member is cut short" % self.table.names[row])
-            done += n
-            pos += n
-        return pos
 
     def _headers_for(self, row: int, name: str, hardlink_to: Optional[str] = None) -> bytes:
         t = self.table
@@ -723,6 +698,35 @@ class TarWriter(TarStore):
             return
         key = indexcache.file_key(self.path, self._file.identity(), "tar", INDEX_VERSION)
         self._save_index(key)
+
+
+class _PlainSink:
+    """Where a rewrite of a plain tar goes: ``copy`` moves member bytes from
+    the old file without passing them through Python."""
+
+    def __init__(self, fd: int, source_fd: int):
+        self.fd, self.source_fd, self.pos = fd, source_fd, 0
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, self.pos)
+            view = view[n:]
+            self.pos += n
+
+    def copy(self, offset: int, length: int) -> None:
+        done = 0
+        while done < length:
+            n = os.copy_file_range(self.source_fd, self.fd, length - done, offset + done,
+                                   self.pos)
+            if n <= 0:
+                raise CorruptArchiveError("a member is cut short in the archive")
+            done += n
+            self.pos += n
+
+    def finish(self) -> None:
+        stop = -(-(self.pos + 2 * hd.BLOCK) // hd.RECORD) * hd.RECORD
+        self.write(bytes(stop - self.pos))
 
 
 def repair(path: str, progress=None) -> str:
