@@ -104,7 +104,7 @@ class GzipCodec(Codec):
 
 class ZstdCodec(Codec):
     kind = "zstd"
-    min_filler = 8
+    min_filler = 17
 
     def compress(self, data: bytes) -> bytes:
         import zstandard
@@ -117,9 +117,13 @@ class ZstdCodec(Codec):
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
 
     def filler(self, length: int) -> Optional[bytes]:
-        if length < 8:
+        """An empty frame (so the file still starts with zstd's magic, which
+        tools look for), then a skippable frame for the rest."""
+        if length < 17:
             return None
-        return struct.pack("<II", 0x184D2A50, length - 8) + bytes(length - 8)
+        empty = struct.pack("<I", 0xFD2FB528) + b"\x20\x00" + b"\x01\x00\x00"
+        rest = length - len(empty)
+        return empty + struct.pack("<II", 0x184D2A50, rest - 8) + bytes(rest - 8)
 
     def walk(self, pread, size: int) -> Optional[List[Segment]]:
         out = []

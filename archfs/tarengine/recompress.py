@@ -216,8 +216,11 @@ class CompressedTarWriter(TarWriter):
     def _rewrite_archive(self) -> None:
         """The whole archive anew, as segments, beside it; renamed over it."""
         if self._sink is not None:
-            self._sink.flush()
-            self._publish(len(self._sink.segments))
+            with self.stream._lock:
+                before = len(self._sink.segments)
+                self._sink.flush()
+                self._publish(before)
+            self._remember_identity()
         with self._meta:
             self._dirty = False
             rows = self._rows_to_keep()

@@ -584,7 +584,8 @@ class TarWriter(TarStore):
         with self._meta:
             t = self.table
             for row, (header, data) in placed.items():
-                t.header[row], t.data[row] = header, data
+                if row >= 0:
+                    t.header[row], t.data[row] = header, data
             keep = set(placed)
             for row in range(len(t)):
                 if row not in keep:
