@@ -148,3 +148,9 @@ class ArchiveBusy(ArchfsError):
     """The archive is already open for writing by another archfs."""
 
     errno_value = _errno.EBUSY
+
+
+class NoSuchAttribute(ArchfsError):
+    """The member has no extended attribute of that name."""
+
+    errno_value = getattr(_errno, "ENODATA", 61)

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "archfs.archives"
 _BUILTINS = {
     "filesystem": "archfs.archives.filesystemarchive:FilesystemArchive",
     "zip": "archfs.archives.zipfilearchive:ZipfileArchive",
+    "tar": "archfs.archives.tarfilearchive:TarfileArchive",
 }
 
 # First bytes that identify a format whose file lacks a known suffix.
@@ -178,38 +179,52 @@ def find_suffix_plugin(url, mode: str = "r", opts=None) -> AbstractArchive:
     return _instantiate(cls, url, mode, opts)
 
 
+SNIFF_BYTES = 512      # what a plugin's ``sniff`` sees of a file
+
+
 def _sniff_class(path: str) -> Optional[type]:
-    """The plugin whose signature starts the file, if any.
+    """The plugin that recognizes the file's content, if any.
 
     Signatures are the registry's own table plus a plugin's optional
-    ``magic`` class attribute (a tuple of byte prefixes).
+    ``magic`` class attribute (a tuple of byte prefixes); then each plugin's
+    optional ``sniff(head)`` class method, given the first ``SNIFF_BYTES``
+    bytes (a tar is recognized by its header, not by a prefix).
     """
     table = dict(_SIGNATURES)
-    for name, cls in plugins().items():
+    found = plugins()
+    for name, cls in found.items():
         for prefix in getattr(cls, "magic", ()):
             table[bytes(prefix)] = name
-    if not table:
-        return None
     try:
         with open(path, "rb") as f:
-            head = f.read(max(len(p) for p in table))
+            head = f.read(max([SNIFF_BYTES] + [len(p) for p in table]))
     except OSError:
         return None
     for prefix, name in sorted(table.items(), key=lambda kv: -len(kv[0])):
         if head.startswith(prefix):
             return plugin_class(name)
+    for name, cls in found.items():
+        sniff = getattr(cls, "sniff", None)
+        if sniff is not None:
+            try:
+                if sniff(head):
+                    return cls
+            except Exception:  # a broken plugin must not break the others
+                continue
     return None
 
 
 def archive_class(url, mode: str = "r") -> type:
-    """The plugin class for whatever ``url`` is: a directory, a file with a
-    known suffix, or a file whose first bytes carry a known signature."""
+    """The plugin class for whatever ``url`` is: a directory, a file whose
+    content a plugin recognizes, else a file with a known suffix."""
     path = _local_path(url)
     if os.path.isdir(path):
         return plugin_class("filesystem")
-    cls = _suffix_class(path)
-    if cls is None and os.path.isfile(path):
-        cls = _sniff_class(path)
+    cls = None
+    if os.path.isfile(path) and os.path.getsize(path) > 0:
+        cls = _sniff_class(path)      # the content decides, whatever the name says
+    if cls is None:
+        cls = _suffix_class(path)     # a new or empty file, or content no plugin knows
     if cls is None:
         if not os.path.exists(path) and mode == "r":
             raise NoSuchFile("no such archive: %s" % path)

@@ -52,7 +52,10 @@ class MemberStat(NamedTuple):
 
     ``mode`` is a full ``st_mode`` (type bits and permission bits).
     ``mtime_ns`` has the precision the archive holds. ``uid``/``gid`` are
-    None unless the archive records an owner.
+    None unless the archive records an owner. ``nlink`` is the link count
+    (0: the mount's default, 1 for a file, 2 for a directory); ``ino`` the
+    inode number, given by plugins whose ``uses_inodes`` is True (hard
+    links share one); ``rdev`` the device number of a device file.
     """
 
     mode: int
@@ -60,6 +63,9 @@ class MemberStat(NamedTuple):
     mtime_ns: int
     uid: Optional[int] = None
     gid: Optional[int] = None
+    nlink: int = 0
+    ino: Optional[int] = None
+    rdev: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -254,6 +260,27 @@ class AbstractArchive(metaclass=ABCMeta):
     def readlink(self, path: str) -> str:
         """Target of a symbolic link member."""
         raise NotSupported("symlinks are not supported by %s" % self.name)
+
+    @property
+    def uses_inodes(self) -> bool:
+        """True when ``stat`` gives every path an inode number (``ino``),
+        unique except between hard links of one file."""
+        return False
+
+    def listxattr(self, path: str) -> List[str]:
+        """Names of the member's extended attributes (none by default)."""
+        self.stat(path)
+        return []
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        """Value of one extended attribute; NoSuchAttribute (ENODATA) if absent."""
+        from archfs.errors import NoSuchAttribute
+        self.stat(path)
+        raise NoSuchAttribute("%s: no extended attribute %s" % (path, name))
+
+    def link(self, target: str, path: str) -> None:
+        """Create ``path`` as a hard link to the file ``target``."""
+        raise NotSupported("hard links are not supported by %s" % self.name)
 
     def replace_localfile(self, local_file: str, filename: str, *,
                           mode: Optional[int] = None,

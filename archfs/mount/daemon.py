@@ -157,7 +157,7 @@ class StderrCapture:
         return lines
 
 
-def _fuse_kwargs(request: MountRequest, read_only: bool) -> dict:
+def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = False) -> dict:
     opts = request.options
     default_timeout = 60.0 if read_only else 1.0
     kwargs = {
@@ -183,6 +183,8 @@ def _fuse_kwargs(request: MountRequest, read_only: bool) -> dict:
         kwargs[flag] = True
     if fuselib.major_version() == 2:
         kwargs["big_writes"] = True  # libfuse2 otherwise writes 4 KiB per call
+    if uses_inodes:
+        kwargs["use_ino"] = True     # the plugin numbers inodes (hard links share one)
     return kwargs
 
 
@@ -273,7 +275,8 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     status, problem = 0, None
     try:
         capture = StderrCapture()
-        ArchfsFUSE(operations, request.mountpoint, **_fuse_kwargs(request, read_only))
+        ArchfsFUSE(operations, request.mountpoint,
+                   **_fuse_kwargs(request, read_only, getattr(archive, "uses_inodes", False)))
     except Exception as exc:
         lines = capture.release() if capture is not None else []
         if not session.live:

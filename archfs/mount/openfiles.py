@@ -484,6 +484,21 @@ class OpenFiles:
             self.on_change()
             self.archive.symlink(target, path)
 
+    def link(self, target: str, path: str) -> None:
+        """A hard link: unsaved content of ``target`` is copied back first."""
+        self._check_writable()
+        with self._namespace:
+            if self._exists(path):
+                raise FileAlreadyExistsError("exists already: %s" % path)
+            entry = self._live_entry(target)
+            if entry is not None:
+                with entry.lock:
+                    if entry.dirty and not entry.unlinked:
+                        self._copy_back_locked(entry, force=True)
+            self.on_change()
+            self.archive.link(target, path)
+        self.cache.changed(path)
+
     def unlink(self, path: str) -> None:
         self._check_writable()
         with self._namespace:

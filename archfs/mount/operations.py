@@ -11,6 +11,7 @@ is a ``fuse_file_info`` and ``fi.fh`` the handle number.
 
 import ctypes
 import errno
+import hashlib
 import logging
 import os
 import stat as _stat
@@ -58,6 +59,9 @@ class ArchiveOperations(mfusepy.Operations):
         # Like tar: only root keeps the owners an archive records; for anyone
         # else a member made on another machine would be unwritable.
         self.keep_owners = os.geteuid() == 0
+        # the plugin numbers inodes (hard links share one); paths it does not
+        # number (files not copied back yet) get a number from their path
+        self.uses_inodes = bool(getattr(self.archive, "uses_inodes", False))
         self.stats = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
 
     # -- life cycle ----------------------------------------------------------
@@ -72,11 +76,11 @@ class ArchiveOperations(mfusepy.Operations):
 
     # -- metadata ------------------------------------------------------------
 
-    def _attrs(self, st: MemberStat) -> dict:
+    def _attrs(self, st: MemberStat, path=None) -> dict:
         size = min(st.size, MAX_SIZE)
-        return {
+        attrs = {
             "st_mode": st.mode,
-            "st_nlink": 2 if st.is_dir else 1,
+            "st_nlink": st.nlink or (2 if st.is_dir else 1),
             "st_size": size,
             "st_blocks": (size + 511) // 512,
             "st_mtime": st.mtime_ns,
@@ -85,12 +89,19 @@ class ArchiveOperations(mfusepy.Operations):
             "st_uid": st.uid if self.keep_owners and st.uid is not None else self.uid,
             "st_gid": st.gid if self.keep_owners and st.gid is not None else self.gid,
         }
+        if st.ino is not None:
+            attrs["st_ino"] = st.ino
+        elif self.uses_inodes:      # a file not in the archive yet
+            attrs["st_ino"] = path_ino(path or "")
+        if st.rdev:
+            attrs["st_rdev"] = st.rdev
+        return attrs
 
     @fuse_errors
     def getattr(self, path, fh=None):
         if path is None:  # an open file whose name was removed
             return self._attrs(self.files.stat_handle(fh.fh))
-        return self._attrs(self.files.stat(_name(path)))
+        return self._attrs(self.files.stat(_name(path)), _name(path))
 
     @fuse_errors
     def readdir(self, path, fh):
@@ -100,6 +111,14 @@ class ArchiveOperations(mfusepy.Operations):
     @fuse_errors
     def readlink(self, path):
         return self.archive.readlink(_name(path))
+
+    @fuse_errors
+    def listxattr(self, path):
+        return self.archive.listxattr(_name(path))
+
+    @fuse_errors
+    def getxattr(self, path, name, position=0):
+        return self.archive.getxattr(_name(path), name)
 
     @fuse_errors
     def statfs(self, path):
@@ -234,7 +253,10 @@ class ArchiveOperations(mfusepy.Operations):
 
     @fuse_errors
     def link(self, path, target):
-        raise NotSupported("hard links are not supported in an archive")
+        """mfusepy order: the new name first, then the existing file."""
+        self.files.link(_name(target), _name(path))
+        self.committer.after_change()
+        return 0
 
 
 class ArchfsFUSE(mfusepy.FUSE):
@@ -268,6 +290,8 @@ class ArchfsFUSE(mfusepy.FUSE):
     def _readdir(self, path, buf, filler, offset, fip):
         entries = self.operations.readdir(
             None if path is None else path.decode(self.encoding, self.errors), fip.contents.fh)
+        if self.operations.uses_inodes:
+            return self._readdir_numbered(path, entries, buf, filler)
         names = map(methodcaller("encode", self.encoding, self.errors), map(_first, entries))
         stats = map(_STATS.__getitem__, map(_second, entries))
         # The filler is called through an untyped pointer with arguments that
@@ -279,6 +303,38 @@ class ArchfsFUSE(mfusepy.FUSE):
         # filler returns non-zero when libfuse's buffer is full: any() stops there
         any(map(raw, repeat(ctypes.c_void_p(buf)), names, stats, *tail))
         return 0
+
+
+    def _readdir_numbered(self, path, entries, buf, filler):
+        """readdir with inode numbers (``use_ino``: an entry numbered 0 would
+        be hidden). Entries are (name, mode) or (name, mode, ino); one stat
+        buffer is refilled per entry, libfuse copies it at once."""
+        directory = _name(path.decode(self.encoding, self.errors)) if path else ""
+        prefix = directory + "/" if directory else ""
+        st = mfusepy.c_stat()
+        pointer = ctypes.c_void_p(ctypes.addressof(st))
+        raw = _raw_filler(filler)
+        tail = (_ZERO_OFFSET, _NO_FLAGS) if mfusepy.fuse_version_major == 3 else (_ZERO_OFFSET,)
+        target = ctypes.c_void_p(buf)
+        for entry in entries:
+            name = entry[0]
+            st.st_mode = entry[1]
+            if len(entry) > 2:
+                st.st_ino = entry[2]
+            elif name in (".", ".."):
+                st.st_ino = path_ino(directory if name == "." else directory.rpartition("/")[0])
+            else:
+                st.st_ino = path_ino(prefix + name)
+            if raw(target, name.encode(self.encoding, self.errors), pointer, *tail):
+                break
+        return 0
+
+
+def path_ino(path: str) -> int:
+    """An inode number for a path the plugin does not number: a 62-bit hash
+    with bit 62 set, apart from any plugin's own numbers."""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & ((1 << 62) - 1)) | (1 << 62)
 
 
 def _skip_flush(fi) -> None:
