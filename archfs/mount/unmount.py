@@ -26,6 +26,9 @@ from archfs.mount import mounttable, statefiles
 from archfs.mount.preflight import MountError
 
 
+BUSY_GRACE = 1.0   # seconds a busy mount is retried before the unmount is refused
+
+
 class UnmountError(MountError):
     """One line for the user; exit status 4 unless the daemon's note says
     the archive could not take everything (3)."""
@@ -40,8 +43,15 @@ def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
         command = ["umount"] + (["-l"] if lazy else []) + [mountpoint]
     else:
         raise UnmountError("fusermount3 not found: install fuse3", errno.ENOENT)
-    result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + BUSY_GRACE
+    while True:
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        # a passing visitor (a find, a file manager) keeps a mount busy for a moment
+        if (result.returncode == 0 or "busy" not in result.stderr.lower()
+                or time.monotonic() > deadline):
+            break
+        time.sleep(0.1)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
         message = lines[-1] if lines else "exit status %d" % result.returncode
