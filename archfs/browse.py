@@ -78,10 +78,15 @@ class Printer:
 
 # -- ls -----------------------------------------------------------------------
 
+def _children(archive: AbstractArchive, directory: str) -> Iterator[Tuple[str, int]]:
+    """(name, st_mode) sorted by name; a plugin may add fields after the two."""
+    return iter(sorted((entry[0], entry[1]) for entry in archive.listdir(directory)))
+
+
 def _walk(archive: AbstractArchive, top: str, recursive: bool) -> Iterator[Tuple[str, int]]:
     """(path relative to top, st_mode), sorted by name; with ``recursive``
     each directory is followed by everything below it (as find prints)."""
-    stack = [iter(sorted(archive.listdir(top)))]
+    stack = [_children(archive, top)]
     prefixes = [""]
     while stack:
         entry = next(stack[-1], None)
@@ -93,7 +98,7 @@ def _walk(archive: AbstractArchive, top: str, recursive: bool) -> Iterator[Tuple
         rel = prefixes[-1] + name
         yield rel, mode
         if recursive and _stat.S_ISDIR(mode):
-            stack.append(iter(sorted(archive.listdir(top + "/" + rel if top else rel))))
+            stack.append(_children(archive, top + "/" + rel if top else rel))
             prefixes.append(rel + "/")
 
 
@@ -181,6 +186,10 @@ def _count(n: int) -> str:
     return "{:,}".format(n)
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return "%s %s" % (_count(n), one if n == 1 else many)
+
+
 def _share(part: int, whole: int) -> str:
     return "%.1f%%" % (100.0 * part / whole) if whole else "0%"
 
@@ -222,8 +231,10 @@ def info_lines(data: dict) -> List[str]:
     if "error" in data:
         rows.append(("cannot open", data["error"]))
     if "files" in data:
-        rows.append(("members", "%s files, %s directories, %s symlinks" % (
-            _count(data["files"]), _count(data["directories"]), _count(data["symlinks"]))))
+        rows.append(("members", ", ".join((
+            _plural(data["files"], "file", "files"),
+            _plural(data["directories"], "directory", "directories"),
+            _plural(data["symlinks"], "symlink", "symlinks")))))
         content = "%s bytes" % _count(data["size"])
         if data.get("compressed_bytes") is not None:
             content += ", %s compressed (%s)" % (_count(data["compressed_bytes"]),
@@ -243,8 +254,7 @@ def info_lines(data: dict) -> List[str]:
     if "encrypted" in data:
         enc = data["encrypted"]
         rows.append(("encryption", "none" if not enc else ", ".join(
-            "%s member%s %s" % (_count(n), "" if n == 1 else "s", name)
-            for name, n in enc.items())))
+            "%s %s" % (_plural(n, "member", "members"), name) for name, n in enc.items())))
     if "damaged" in data:
         bad = data["damaged"]
         if not bad:
@@ -252,8 +262,8 @@ def info_lines(data: dict) -> List[str]:
         else:
             shown = ["%s (%s)" % (path, why) for path, why in list(bad.items())[:5]]
             more = len(bad) - len(shown)
-            rows.append(("damaged", "%s member%s: %s%s" % (
-                _count(len(bad)), "" if len(bad) == 1 else "s", "; ".join(shown),
+            rows.append(("damaged", "%s: %s%s" % (
+                _plural(len(bad), "member", "members"), "; ".join(shown),
                 "; and %s more" % _count(more) if more else "")))
     if data.get("comment"):
         rows.append(("comment", data["comment"].replace("\n", " / ")))

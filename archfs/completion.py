@@ -80,7 +80,7 @@ def members(prefix, parsed_args=None, **_):
             children = a.listdir(directory.strip("/"))
         head = directory + "/" if directory else ""
         import stat
-        return sorted(head + name + ("/" if stat.S_ISDIR(mode) else "")
-                      for name, mode in children if name.startswith(start))
+        return sorted(head + entry[0] + ("/" if stat.S_ISDIR(entry[1]) else "")
+                      for entry in children if entry[0].startswith(start))
     except Exception:
         return []

@@ -199,7 +199,8 @@ class MemoryArchive(AbstractArchive):
         prefix = path + "/" if path else ""
         names = {n[len(prefix):].split("/")[0] for n in list(self.files) + list(self.dirs)
                  if n.startswith(prefix) and n != path and n}
-        return [(n, self.stat(prefix + n).mode) for n in names]
+        # a third field, as a plugin may add (the tar plugin does): callers take two
+        return [(n, self.stat(prefix + n).mode, 0) for n in names]
 
 
 def test_ls_cat_info_are_format_blind(tmp_path, capsysbinary):
@@ -246,3 +247,15 @@ def test_a_big_zip_is_listed_from_its_saved_index(tmp_path, monkeypatch, capsysb
     assert cli.main(["info", "--json", str(archive)]) == 0
     assert json.loads(capsysbinary.readouterr().out)["files"] == count
     assert loads == [False, True, True]
+
+
+def test_ls_cat_info_of_a_tar(tmp_path):
+    source = build_archive("dir", tmp_path)
+    archive = tmp_path / "sample.tar"
+    run(["tar", "cf", archive, "-C", source, "."])
+    every = lines(archfs("ls", "-R", archive))
+    assert set(SAMPLE) <= set(every) and "photos/2024" in every
+    assert run(ARCHFS + ["cat", archive, "latest"], text=False).stdout == SAMPLE[
+        "photos/2024/snow.jpg"]
+    data = json.loads(archfs("info", "--json", archive, check=True).stdout)
+    assert data["format"] == "tar" and data["files"] == len(SAMPLE) and data["symlinks"] == 1

@@ -363,7 +363,8 @@ class AbstractArchive(metaclass=ABCMeta):
         pending = [""]
         while pending:
             top = pending.pop()
-            for name, mode in self.listdir(top):
+            for entry in self.listdir(top):
+                name, mode = entry[0], entry[1]
                 path = name if not top else top + "/" + name
                 if _stat.S_ISDIR(mode):
                     counts["directories"] += 1

@@ -20,7 +20,7 @@ import tempfile
 import urllib.parse
 from typing import List, Optional, Tuple
 
-from archfs import __version__
+from archfs import __version__, optionspec
 from archfs.archives.abstractarchive import (
     AbstractArchive,
     Member,
@@ -29,6 +29,7 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
+from archfs.optionspec import Option
 from archfs.errors import NoSuchAttribute, NoSuchFile, ReadOnlyError
 from archfs.tarengine.table import NO_OWNER
 
@@ -62,7 +63,16 @@ class TarfileArchive(AbstractArchive):
     suffixes = (".tar", ".tar.gz", ".tgz", ".taz", ".tar.bz2", ".tbz", ".tbz2", ".tb2",
                 ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.zstd",
                 ".gz", ".bz2", ".xz", ".zst")
-    options = ("index_cache", "compression_level")
+    # the -o options this plugin takes (archfs mount --help and the README list them)
+    options = {
+        "index_cache": Option("index_cache", "0/1", "1",
+                              "save and load the member index and seek points of a tar in "
+                              "$XDG_CACHE_HOME/archfs/index", optionspec.boolean),
+        "compression_level": Option("compression_level", "N", "6",
+                                    "level for writing a compressed tar (gzip and xz 0-9, "
+                                    "bzip2 1-9, zstd 1-22; for zstd, 6 means zstd's default)",
+                                    optionspec.whole(0, 22)),
+    }
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
