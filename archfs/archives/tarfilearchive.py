@@ -29,8 +29,8 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
+from archfs.errors import NoSuchAttribute, NoSuchFile, ReadOnlyError, UnsupportedURL
 from archfs.optionspec import Option
-from archfs.errors import NoSuchAttribute, NoSuchFile, ReadOnlyError
 from archfs.tarengine.table import NO_OWNER
 
 __all__ = ["TarfileArchive"]
@@ -40,7 +40,8 @@ def _local_path(url: str) -> str:
     parts = urllib.parse.urlsplit(os.fspath(url))
     if parts.scheme in ("", "file"):
         return urllib.parse.unquote(parts.path) if parts.scheme else os.fspath(url)
-    raise ValueError("unsupported URL scheme %r (archfs reads local files)" % parts.scheme)
+    raise UnsupportedURL("%s: unsupported URL scheme %r (archfs reads local files)"
+                         % (url, parts.scheme))
 
 
 def _flag(opts: dict, key: str, default: str = "1") -> bool:
@@ -63,15 +64,15 @@ class TarfileArchive(AbstractArchive):
     suffixes = (".tar", ".tar.gz", ".tgz", ".taz", ".tar.bz2", ".tbz", ".tbz2", ".tb2",
                 ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.zstd",
                 ".gz", ".bz2", ".xz", ".zst")
-    # the -o options this plugin takes (archfs mount --help and the README list them)
     options = {
-        "index_cache": Option("index_cache", "0/1", "1",
-                              "save and load the member index and seek points of a tar in "
-                              "$XDG_CACHE_HOME/archfs/index", optionspec.boolean),
         "compression_level": Option("compression_level", "N", "6",
-                                    "level for writing a compressed tar (gzip and xz 0-9, "
-                                    "bzip2 1-9, zstd 1-22; for zstd, 6 means zstd's default)",
-                                    optionspec.whole(0, 22)),
+                                    "compression level of members written to a compressed "
+                                    "tar (gzip, bzip2, xz: 1-9; zstd: 1-19)",
+                                    optionspec.whole(1, 19)),
+        "index_cache": Option("index_cache", "0/1", "1",
+                              "save and load the member index and seek points of "
+                              "compressed or big tars in $XDG_CACHE_HOME/archfs/index",
+                              optionspec.boolean),
     }
 
     @classmethod
