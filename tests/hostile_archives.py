@@ -341,17 +341,17 @@ def make_aes(directory) -> Case:
     subprocess.run([SEVEN_ZIP, "a", "-tzip", str(path), "plain.txt"], cwd=source, check=True,
                    stdout=subprocess.DEVNULL)
     shutil.rmtree(source)
-    return Case(path, good={"plain.txt": NORMAL}, failing={"aes.txt": errno.ENOTSUP})
+    return Case(path, good={"plain.txt": NORMAL, "aes.txt": b"aes protected\n"})
 
 
 def make_unsupported_method(directory) -> Case:
-    """A member compressed with method 95 (xz), which archfs does not decode."""
-    data = build_zip([Entry("packed.xz", b"whatever"), Entry("good.txt", NORMAL)])
-    data = set_central_field(data, 0, 4, 95)
+    """A member compressed with method 97 (WavPack), which archfs does not decode."""
+    data = build_zip([Entry("packed.wv", b"whatever"), Entry("good.txt", NORMAL)])
+    data = set_central_field(data, 0, 4, 97)
     pos = local_offset(data, 0)
-    data = data[:pos + 8] + struct.pack("<H", 95) + data[pos + 10:]
-    return Case(_write(directory, "xz-method.zip", data), good={"good.txt": NORMAL},
-                failing={"packed.xz": errno.ENOTSUP})
+    data = data[:pos + 8] + struct.pack("<H", 97) + data[pos + 10:]
+    return Case(_write(directory, "wavpack-method.zip", data), good={"good.txt": NORMAL},
+                failing={"packed.wv": errno.ENOTSUP})
 
 
 # Every case a generic mount test runs over; the big, encrypted and

@@ -181,18 +181,17 @@ def test_traditional_encryption_of_a_stored_member(tmp_path, mounter):
     m.unmount()
 
 
-def test_aes_and_unknown_methods_are_refused_by_name(tmp_path, mounter):
+def test_aes_is_read_and_unknown_methods_are_refused_by_name(tmp_path, mounter):
     aes = hostile.make_aes(tmp_path)
     m = mounter(aes.path, "ro", "password=%s" % hostile.PASSWORD)
     _check_served(m.path, aes)
     m.unmount()
-    assert "aes.txt: AES-encrypted member" in m.log() and "not supported" in m.log()
 
     method = hostile.make_unsupported_method(tmp_path)
     m = mounter(method.path, "ro")
     _check_served(m.path, method)
     m.unmount()
-    assert "compression method 95 (xz) is not supported" in m.log()
+    assert "compression method 97 (wavpack) is not supported" in m.log()
 
 
 def test_100000_entries_with_a_comment(tmp_path, mounter, monkeypatch):
