@@ -235,10 +235,12 @@ class LzmaDecoder:
             props = self._header[4:9]
             rest = self._header[9:]
             self._header = b""
-            self._inner = _BufferedDecoder(
-                lzma.LZMADecompressor(lzma.FORMAT_RAW,
-                                      filters=[lzma1_filter(props, self._usize)]),
-                (lzma.LZMAError,), "LZMA")
+            try:
+                inner = lzma.LZMADecompressor(lzma.FORMAT_RAW,
+                                              filters=[lzma1_filter(props, self._usize)])
+            except (lzma.LZMAError, ValueError) as exc:
+                raise CorruptMemberError("invalid LZMA properties: %s" % exc) from None
+            self._inner = _BufferedDecoder(inner, (lzma.LZMAError,), "LZMA")
             data = rest
         if self._sized:
             max_out = min(max_out, self._usize - self._out)
@@ -358,7 +360,10 @@ class PpmdDecoder:
             if order < 2 or restore > 2:
                 raise CorruptMemberError("invalid PPMd parameters")
             data, self._header = self._header[2:], b""
-            self._d = _pyppmd.Ppmd8Decoder(order, mem_mb << 20, restore_method=restore)
+            try:
+                self._d = _pyppmd.Ppmd8Decoder(order, mem_mb << 20, restore_method=restore)
+            except (ValueError, MemoryError) as exc:
+                raise CorruptMemberError("invalid PPMd parameters: %s" % exc) from None
         want = min(max_out, self._usize - self._out)
         if want <= 0:
             return b""

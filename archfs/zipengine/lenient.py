@@ -35,6 +35,7 @@ from archfs.zipengine.centraldir import (
     TAIL_SEARCH,
     _mark_overlaps,
     describe_unreadable,
+    first_local_header,
     pread_exact,
 )
 from archfs.zipengine.entries import EntryTable
@@ -80,7 +81,12 @@ def read_leniently(fd: int, size: int, path: str) -> Found:
             continue
         start, stop, base, how = located
         count, fixed = _parse(fd, start, stop, base, end.disk, path, table, bad)
-        if not count:
+        moved = _find_moved_members(fd, start, table) if count else 0
+        first = first_local_header(fd, start)
+        if not count or (first >= 0 and _local_name(fd, first) not in
+                         {table.names[r] for r in range(len(table)) if table.offset[r] == first}):
+            # none, or the directory of a zip stored inside this one (the
+            # archive's own first member is not in it): not this archive's
             table, bad = EntryTable(), {}
             continue
         notes += how
@@ -97,7 +103,6 @@ def read_leniently(fd: int, size: int, path: str) -> Found:
         comment = end.comment
         cd_start = start
         lost = fixed > 0
-        moved = _find_moved_members(fd, start, table)
         if moved:
             notes.append("%d member%s found away from where the directory puts %s"
                          % (moved, "s"[:moved > 1], "them" if moved > 1 else "it"))
@@ -226,18 +231,23 @@ def _search_chain(fd: int, dir_end: int) -> Optional[Tuple[int, int]]:
 
 def _base(fd: int, start: int, declared: int) -> int:
     """What to add to the records' local header offsets: 0, or the distance
-    the directory moved (a prefix the offsets do not count)."""
+    the directory moved (a prefix the offsets do not count): whichever puts
+    a local header of the first record's name where that record points."""
     shift = start - declared
-    if shift == 0:
-        return 0
     first = pread_exact(fd, HEAD, start)
-    if len(first) < HEAD:
+    if len(first) < HEAD or first[:4] != fmt.CENTRAL_SIG:
         return 0
-    offset = fmt.CENTRAL_HEADER.unpack(first)[16]
-    if pread_exact(fd, 4, offset) == fmt.LOCAL_SIG:
-        return 0
-    if offset + shift >= 0 and pread_exact(fd, 4, offset + shift) == fmt.LOCAL_SIG:
-        return shift
+    fields = fmt.CENTRAL_HEADER.unpack(first)
+    flags, nlen, offset = fields[3], fields[10], fields[16]
+    name = safe_path(decode_name(pread_exact(fd, nlen, start + HEAD),
+                                 bool(flags & fmt.FLAG_UTF8)))[0]
+    candidates = (0, shift) if shift else (0,)
+    for base in candidates:
+        if offset + base >= 0 and _local_name(fd, offset + base) == name:
+            return base
+    for base in candidates:
+        if offset + base >= 0 and pread_exact(fd, 4, offset + base) == fmt.LOCAL_SIG:
+            return base
     return 0
 
 
@@ -401,9 +411,11 @@ def _member_at(fd: int, at: int, limit: int):
     after = data_start + csize
     if flags & fmt.FLAG_DESCRIPTOR and not (csize and crc):
         measured = _descriptor_sizes(fd, data_start, limit, method)
-        if measured is None:
-            return None
-        csize, usize, crc, after = measured
+        if measured is None:     # listed, for what it is worth, but never served
+            why = "the end of this member's data cannot be found (the archive is cut short?)"
+            csize, after = 0, data_start
+        else:
+            csize, usize, crc, after = measured
     elif after > limit:
         why = "the archive ends inside this member"
         after = limit
