@@ -89,6 +89,13 @@ class ZlibDecoder:
             return None
         return ZlibDecoder(self._d.copy()), 0
 
+    def copy(self) -> "ZlibDecoder":
+        """An independent twin, unconsumed input included (``snapshot`` is
+        what seek points use; this is for callers that want a copy anywhere)."""
+        twin = ZlibDecoder(self._d.copy())
+        twin._tail = self._tail
+        return twin
+
 
 class StoredDecoder:
     """Stored data (method 0) read as a stream: needed when it is encrypted."""
