@@ -72,7 +72,7 @@ def _neighbours(case):
 def test_through_the_plugin_api(name, tmp_path):
     case = CASES[name](tmp_path)
     before = digest(case.path)
-    if case.refuse:
+    if case.refuse and not case.lenient:
         with pytest.raises(ArchfsError) as caught:
             ZipfileArchive(url=str(case.path), mode="r")
         message = str(caught.value)
@@ -100,7 +100,7 @@ def test_through_the_plugin_api(name, tmp_path):
 def test_read_only_mount(name, tmp_path, mounter):
     case = CASES[name](tmp_path)
     before, beside = digest(case.path), _neighbours(case)
-    if case.refuse:
+    if case.refuse and not case.lenient:
         _refused(case, tmp_path / "mnt-refused", "ro")
     else:
         m = mounter(case.path, "ro")
@@ -181,18 +181,17 @@ def test_traditional_encryption_of_a_stored_member(tmp_path, mounter):
     m.unmount()
 
 
-def test_aes_and_unknown_methods_are_refused_by_name(tmp_path, mounter):
+def test_aes_is_read_and_unknown_methods_are_refused_by_name(tmp_path, mounter):
     aes = hostile.make_aes(tmp_path)
     m = mounter(aes.path, "ro", "password=%s" % hostile.PASSWORD)
     _check_served(m.path, aes)
     m.unmount()
-    assert "aes.txt: AES-encrypted member" in m.log() and "not supported" in m.log()
 
     method = hostile.make_unsupported_method(tmp_path)
     m = mounter(method.path, "ro")
     _check_served(m.path, method)
     m.unmount()
-    assert "compression method 95 (xz) is not supported" in m.log()
+    assert "compression method 97 (wavpack) is not supported" in m.log()
 
 
 def test_100000_entries_with_a_comment(tmp_path, mounter, monkeypatch):

@@ -87,8 +87,8 @@ def test_a_mount_shows_every_name_inside_it(tmp_path, mounter):
             full = os.path.join(dirpath, name)
             assert os.path.commonpath([os.path.abspath(full), str(m.path)]) == str(m.path)
             shown.add(os.path.relpath(full, m.path))
-    assert {"escaped-1.txt", "tmp/archfs-escaped-2.txt", "escaped-3.txt", "a/escaped-4.txt",
-            "escaped-5.txt", "ok/normal.txt", "link-out", "abs-link"} <= shown
+    assert {"escaped-1.txt", "tmp/archfs-escaped-2.txt", "escaped-3.txt",
+            "a/%2E%2E/%2E%2E/%2E%2E/escaped-4.txt", "escaped-5.txt", "ok/normal.txt", "link-out", "abs-link"} <= shown
     assert os.readlink(m / "link-out") == "../../../../../etc"    # shown, not followed
     m.unmount()
     assert _everything_below(tmp_path) - before <= {str(m.path), str(m.log_file)}

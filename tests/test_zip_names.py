@@ -121,8 +121,11 @@ def test_names_from_the_real_zip_command(tmp_path):
     (b"/abs/path.txt", "abs/path.txt"),
     (b"///many/slashes", "many/slashes"),
     (b"../up.txt", "up.txt"),
-    (b"a/../../b.txt", "a/b.txt"),
-    (b"a/./b.txt", "a/b.txt"),
+    (b"./../.././up.txt", "up.txt"),
+    (b"a/../../b.txt", "a/%2E%2E/%2E%2E/b.txt"),
+    (b"a/./b.txt", "a/%2E/b.txt"),
+    (b"a/..", "a/%2E%2E"),
+    (b"a\\..\\b.txt", "a/%2E%2E/b.txt"),
     (b"a//b.txt", "a/b.txt"),
     (b"dir\\file.txt", "dir/file.txt"),
     (b"..\\..\\win.txt", "win.txt"),
@@ -183,6 +186,17 @@ def test_duplicate_spellings_after_normalisation(tmp_path):
                                             Entry("a.txt", b"3")])
     assert read_all(open_store(path, False)) == {"a.txt.~1~": b"1", "a.txt.~2~": b"2",
                                                  "a.txt": b"3"}
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_dot_components_get_distinct_stable_spellings(tmp_path, order):
+    """a/../b, a/./b and a/b are three members whatever their order in the
+    archive, each under the same spelling every time."""
+    entries = [Entry("a/../b", b"dotdot"), Entry("a/./b", b"dot"), Entry("a/b", b"plain")]
+    entries = entries[order:] + entries[:order]
+    path = write_zip(tmp_path / "dots.zip", entries)
+    assert read_all(open_store(path, False)) == {"a/%2E%2E/b": b"dotdot", "a/%2E/b": b"dot",
+                                                 "a/b": b"plain"}
 
 
 def test_duplicate_directory_entries_merge(tmp_path):

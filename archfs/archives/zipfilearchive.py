@@ -7,7 +7,9 @@ from many threads at once.
 
 Options (``opts``): ``password`` (str or bytes) or ``password_file`` (path;
 first line) for traditional PKWARE encryption, else the environment variable
-``ARCHFS_PASSWORD``; ``compression_level`` (0-9, default 6; 0 stores);
+``ARCHFS_PASSWORD``; ``compression`` (the method of written members: store,
+deflate (default), bzip2, lzma, zstd or xz); ``compression_level`` (0-9,
+default 6; 0 stores);
 ``compact_ratio``; ``index_cache`` (``0`` not to save/load the member index of
 big archives); ``progress`` (a callable ``(what, done, total)``).
 Mode ``'r'`` opens read-only; ``'w'``, ``'a'`` or any mode with ``'+'`` opens
@@ -33,7 +35,8 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
-from archfs.errors import NoSuchFile, ReadOnlyError, UnsupportedURL
+from archfs.errors import InvalidArgument, NoSuchFile, ReadOnlyError, UnsupportedURL
+from archfs.zipengine.codecs import WRITE_METHODS
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
@@ -61,6 +64,23 @@ def _password(opts: dict) -> Optional[bytes]:
     return value or None
 
 
+def write_method(name: Optional[str]) -> int:
+    """The zip method of ``-o compression=NAME`` (deflate when not given)."""
+    if name is None or name == "":
+        return WRITE_METHODS["deflate"]
+    method = WRITE_METHODS.get(str(name).lower())
+    if method is None:
+        raise InvalidArgument("compression=%s: archfs writes %s" % (name, ", ".join(WRITE_METHODS)))
+    return method
+
+
+def _write_method_name(value: str) -> str:
+    """The check of -o compression= (the option parser's form of ``write_method``)."""
+    if value.lower() not in WRITE_METHODS:
+        raise ValueError("needs one of %s" % ", ".join(WRITE_METHODS))
+    return value.lower()
+
+
 class ZipfileArchive(AbstractArchive):
     """Read/write zip archives in place (see the module docstring)."""
 
@@ -75,14 +95,17 @@ class ZipfileArchive(AbstractArchive):
     # the -o options this plugin takes (archfs mount --help and the README list them)
     options = {
         "password": Option("password", "TEXT", "none",
-                           "password of traditional PKWARE encryption (ARCHFS_PASSWORD "
-                           "also gives it; a password on the command line is visible to "
-                           "other users in ps)", optionspec.text),
+                           "password of encrypted members, traditional PKWARE or WinZip AES "
+                           "(ARCHFS_PASSWORD also gives it; a password on the command line "
+                           "is visible to other users in ps)", optionspec.text),
         "password_file": Option("password_file", "PATH", "none",
                                 "read the password from the first line of PATH",
                                 optionspec.path),
+        "compression": Option("compression", "METHOD", "deflate",
+                              "method of written members: %s (7-Zip reads each)"
+                              % ", ".join(WRITE_METHODS), _write_method_name),
         "compression_level": Option("compression_level", "N", "6",
-                                    "deflate level for written members, 0-9; 0 stores",
+                                    "level for written members, 0-9; 0 stores",
                                     optionspec.whole(0, 9)),
         "compact_ratio": Option("compact_ratio", "R", "0.5",
                                 "a read-write mount compacts the archive once dead space "
@@ -104,6 +127,7 @@ class ZipfileArchive(AbstractArchive):
         writable = mode[0] in "wa" or "+" in mode
         options = StoreOptions(
             level=int(opts.get("compression_level", 6)),
+            method=write_method(opts.get("compression")),
             password=_password(opts),
             compact_ratio=float(opts.get("compact_ratio", 0.5)),
             progress=opts.get("progress"),
@@ -197,6 +221,11 @@ class ZipfileArchive(AbstractArchive):
     @property
     def location(self) -> str:
         return self._path
+
+    @property
+    def warnings(self) -> List[str]:
+        """What a mount should tell the user once (a damaged archive read leniently)."""
+        return list(self._store.warnings)
 
     def stat(self, path: str) -> MemberStat:
         mode, size, mtime_ns, uid, gid = self._store.stat(member_name(path))

@@ -215,6 +215,8 @@ def _open_archive(request: MountRequest, reporter: Reporter):
                           % (request.archive, "" if read_only else " (or being written)")
                           ) from None
     archive = cls(url=request.archive, mode=mode, opts=opts)
+    for text in getattr(archive, "warnings", ()):
+        reporter.warn(text)
     try:
         if not read_only and not archive.writable:
             reporter.warn("the %s plugin opened %s read-only" % (archive.name, request.archive))

@@ -32,6 +32,7 @@ class EndRecord(NamedTuple):
     entries: int
     comment: bytes
     shift: int           # bytes prepended after the offsets were written (SFX)
+    disk: int = 0        # the disk number every record names (a "split" archive of one file)
 
 
 def pread_exact(fd: int, size: int, pos: int) -> bytes:
@@ -55,7 +56,7 @@ def check_end(fd: int, file_size: int, eocd_pos: int, record: bytes,
     """
     (sig, disk, cd_disk, _n_here, entries, cd_size, cd_offset,
      comment_len) = fmt.EOCD.unpack_from(record, 0)
-    if sig != fmt.EOCD_SIG or disk != 0 or cd_disk != 0:
+    if sig != fmt.EOCD_SIG:
         return None
     end = eocd_pos + fmt.EOCD.size + comment_len
     if end > file_size:
@@ -69,7 +70,10 @@ def check_end(fd: int, file_size: int, eocd_pos: int, record: bytes,
             found = _read_zip64(fd, locator_pos, z64_pos, allow_shift)
             if found is None:
                 return None
-            dir_end, entries, cd_size, cd_offset = found
+            # the zip64 record's numbers stand (the end record may hold 0xFFFF)
+            dir_end, entries, cd_size, cd_offset, disk, cd_disk = found
+    if disk != cd_disk:
+        return None            # the directory starts on another disk: a real split archive
     cd_start = dir_end - cd_size
     shift = cd_start - cd_offset
     if cd_start < 0 or (shift != 0 and not allow_shift) or shift < 0:
@@ -82,11 +86,12 @@ def check_end(fd: int, file_size: int, eocd_pos: int, record: bytes,
     elif cd_size != 0:
         return None
     comment = pread_exact(fd, comment_len, eocd_pos + fmt.EOCD.size) if comment_len else b""
-    return EndRecord(eocd_pos, end, cd_start, cd_size, entries, comment, shift)
+    return EndRecord(eocd_pos, end, cd_start, cd_size, entries, comment, shift, disk)
 
 
 def _read_zip64(fd, locator_pos, z64_pos, allow_shift):
-    """(directory end, entries, cd size, cd offset) from a zip64 end record."""
+    """(directory end, entries, cd size, cd offset, disk, cd disk) from a zip64
+    end record (disk fields of 0xFFFFFFFF, placeholders some writers leave, read as 0)."""
     # the zip64 record sits right before the locator unless a prefix shifted it
     for pos in (z64_pos, locator_pos - fmt.ZIP64_EOCD.size):
         if pos < 0:
@@ -96,23 +101,25 @@ def _read_zip64(fd, locator_pos, z64_pos, allow_shift):
             continue
         (_sig, rest, _made, _need, disk, cd_disk, _n_here, entries, cd_size,
          cd_offset) = fmt.ZIP64_EOCD.unpack(raw)
-        if disk != 0 or cd_disk != 0:
-            return None
+        if (disk, cd_disk) == (fmt.MAX32, fmt.MAX32):
+            disk = cd_disk = 0
         if pos != z64_pos and not allow_shift:
             return None
         if pos + 12 + rest != locator_pos:
             return None
-        return pos, entries, cd_size, cd_offset
+        return pos, entries, cd_size, cd_offset, disk, cd_disk
     return None
 
 
 def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
-    """The end record of a clean archive: the last one, ending at end of file."""
+    """The end record of a clean archive: one whose record and comment end
+    exactly at the end of the file. Of several such, the first: the others
+    lie inside its comment (a zip stored in the archive comment)."""
     if file_size < fmt.EOCD.size:
         return None
     start = max(0, file_size - TAIL_SEARCH)
     tail = pread_exact(fd, file_size - start, start)
-    pos = tail.rfind(fmt.EOCD_SIG)
+    pos = tail.find(fmt.EOCD_SIG)
     while pos >= 0:
         if pos + fmt.EOCD.size <= len(tail):
             comment_len = int.from_bytes(tail[pos + 20:pos + 22], "little")
@@ -120,7 +127,7 @@ def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
                 found = check_end(fd, file_size, start + pos, tail[pos:pos + fmt.EOCD.size], True)
                 if found is not None and (not found.shift or _shift_fits(fd, found)):
                     return found
-        pos = tail.rfind(fmt.EOCD_SIG, 0, pos)
+        pos = tail.find(fmt.EOCD_SIG, pos + 1)
     return None
 
 
@@ -170,7 +177,7 @@ def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
             % (path, end.cd_start, end.cd_size, file_size))
     table = EntryTable()
     bad: Dict[int, str] = {}
-    cursor = records.Cursor(end.cd_start, end.shift, path, progress)
+    cursor = records.Cursor(end.cd_start, end.shift, path, progress, end.disk)
     try:
         records.parse_all(lambda size, pos: pread_exact(fd, size, pos), end.cd_start,
                           end.cd_size, table, bad, cursor)
@@ -182,21 +189,28 @@ def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
     if cursor.count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
         raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
                                   % (path, cursor.count, end.entries))
+    _mark_overlaps(table, bad, end.cd_start)    # before the tree respells duplicate names
     tree = Tree.build(table)
-    _mark_overlaps(table, bad, end.cd_start)
     return Parsed(table, tree, bad)
 
 
 def _mark_overlaps(table: EntryTable, bad: Dict[int, str], cd_start: int) -> None:
-    """Members whose data runs into another member's header (a zip bomb trick)."""
+    """Members whose data runs into another member's header (a zip bomb trick).
+    A record repeated whole (same name, same data) is one member listed twice."""
     offsets, csizes, dead = table.offset, table.csize, table.dead
     rows = range(len(table))
-    if dead.count(1) or any(a > b for a, b in zip(offsets, offsets[1:])):
-        rows = sorted((r for r in rows if not dead[r]), key=offsets.__getitem__)
+    if dead.count(1) or bad or any(a > b for a, b in zip(offsets, offsets[1:])):
+        # a row already unreadable (on another disk, say) overlaps nothing
+        rows = sorted((r for r in rows if not dead[r] and r not in bad),
+                      key=offsets.__getitem__)
     header = fmt.LOCAL_HEADER.size
+    names, crcs = table.names, table.crc
     prev, prev_end = -1, 0
     for r in rows:
         start = offsets[r]
+        if prev >= 0 and start == offsets[prev] and names[r] == names[prev] \
+                and csizes[r] == csizes[prev] and crcs[r] == crcs[prev]:
+            continue        # one member listed twice under its name: no overlap
         if prev >= 0 and start < prev_end:
             why = "member data overlaps another member"
             bad.setdefault(prev, why)

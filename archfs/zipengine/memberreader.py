@@ -15,7 +15,13 @@ trusted.
 - Verification: members up to ``SMALL_MEMBER`` are decoded and checked at
   open, so damage is reported before any byte is served. A larger member is
   checked when a read reaches its end: that read fails with EIO if the CRC
-  or size does not match, and every later open of it fails at once.
+  or size does not match, and every later open of it fails at once. An AES
+  member's authentication code is checked over all its data at open,
+  before anything else (see ``aes.py``).
+- Seek points are whatever the method's decoder can give (``codecs.py``
+  says what each method gives): a copy of the deflate state, or a fresh
+  decoder at a frame boundary of zstd, xz or bzip2. Methods without either
+  decode again from the start on a backward seek.
 
 Memory stays bounded: the window, one input chunk, and the seek points
 (about 37 KB each) whatever the member's size or compression ratio.
@@ -29,10 +35,10 @@ from collections import OrderedDict
 from typing import NamedTuple, Optional
 
 from archfs.errors import CorruptMemberError, PasswordRequired
+from archfs.zipengine import aes
 from archfs.zipengine.codecs import make_decoder
 from archfs.zipengine.inflater import crc32
 from archfs.zipengine.prefetch import ChunkWindow, Prefetcher
-from archfs.zipengine.zipcrypto import HEADER_SIZE as CRYPT_HEADER, ZipDecrypter
 
 SMALL_MEMBER = 1 << 20
 SEEK_SPACING = 2 << 20
@@ -53,12 +59,25 @@ class MemberInfo(NamedTuple):
     csize: int
     usize: int
     crc: int
-    method: int
-    decrypter: Optional[ZipDecrypter] = None   # positioned after the 12-byte header
+    method: int          # the compression method (under any encryption)
+    decrypter: object = None   # ZipDecrypter or AesDecrypter, positioned at ``skip``
+    flags: int = 0
+    skip: int = 0        # encryption header before the compressed data
+    trailer: int = 0     # AES authentication code after it
+    check_crc: bool = True     # AE-2 records no CRC; its authentication code stands in
+    mac_key: Optional[bytes] = None   # AES: the key of the authentication code
+    # the same member as its local header describes it, where that disagrees
+    # with the central record: whichever checks out is served
+    alternative: Optional["MemberInfo"] = None
 
     @property
     def key(self):
         return (self.data_start, self.csize, self.crc)
+
+    @property
+    def data_end(self) -> int:
+        """End of the compressed data, counted from ``data_start``."""
+        return self.csize - self.trailer
 
 
 class SeekPoint(NamedTuple):
@@ -66,7 +85,7 @@ class SeekPoint(NamedTuple):
     comp_pos: int
     crc: int
     decoder: object
-    decrypter: Optional[ZipDecrypter]
+    decrypter: object
 
 
 class SeekIndex:
@@ -187,6 +206,7 @@ class Verdicts:
     def __init__(self):
         self._bad = {}
         self._good = set()
+        self._authentic = set()
 
     def bad(self, key) -> Optional[Exception]:
         """A fresh error to raise for a member found damaged before, or None."""
@@ -206,6 +226,12 @@ class Verdicts:
             good.clear()
         good.add(key)
 
+    def is_authentic(self, key) -> bool:
+        return key in self._authentic
+
+    def mark_authentic(self, key) -> None:
+        self._authentic.add(key)
+
 
 class DecodeStream:
     """A member's output decoded in order from some point, with its CRC so far."""
@@ -215,14 +241,16 @@ class DecodeStream:
         self.source = source
         self.info = info
         self.seek_index = seek_index
+        self.end = info.data_end
         if start is None:
-            self.decoder = make_decoder(info.method)
+            self.decoder = make_decoder(info.method, info.flags, info.usize)
             self.decrypter = info.decrypter.copy() if info.decrypter else None
-            self.comp_pos = CRYPT_HEADER if info.decrypter else 0
+            self.comp_pos = info.skip
             self.out_pos = 0
             self.crc = 0
         else:
-            self.decoder = start.decoder.copy()
+            snap = start.decoder.snapshot()
+            self.decoder = snap[0]
             self.decrypter = start.decrypter.copy() if start.decrypter else None
             self.comp_pos, self.out_pos, self.crc = start.comp_pos, start.out_pos, start.crc
         self.done = False
@@ -230,28 +258,36 @@ class DecodeStream:
     def next_chunk(self, max_out: int) -> bytes:
         """Up to max_out more bytes; b"" once the member ended and checked out."""
         info = self.info
+        decoder = self.decoder
+        frames = getattr(decoder, "frames", False)
+        stalls = 0
         while not self.done:
-            if self.decoder.eof:
+            # a single stream ends at its end (bytes after it are not data);
+            # frames end where the member's data does
+            if decoder.eof and (not frames or (decoder.needs_input and self.comp_pos >= self.end)):
                 self._check_end()
                 return b""
-            if self.decoder.needs_input and self.comp_pos < info.csize:
-                n = min(INPUT_CHUNK, info.csize - self.comp_pos)
+            if decoder.needs_input:
+                if self.comp_pos >= self.end:
+                    if info.method == 0:      # stored data simply ends with its bytes
+                        self._check_end()
+                        return b""
+                    raise CorruptMemberError("%s: compressed data ends before the member does"
+                                             % info.name)
+                n = min(INPUT_CHUNK, self.end - self.comp_pos)
                 data = self.source.pread(n, info.data_start + self.comp_pos)
                 if len(data) < n:
                     raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
                 if self.decrypter is not None:
                     data = self.decrypter.decrypt(data)
                 self.comp_pos += n
-            elif self.decoder.needs_input:
-                if info.method == 0:     # stored data simply ends with its bytes
-                    self.decoder.eof = True
-                    continue
-                raise CorruptMemberError("%s: compressed data ends before the member does"
-                                         % info.name)
             else:
                 data = b""
+                stalls += 1
+                if stalls > 64:     # a decoder that neither wants input nor gives output
+                    raise CorruptMemberError("%s: compressed data does not decode" % info.name)
             limit = min(max_out, info.usize - self.out_pos + 1)
-            out = self.decoder.decode(data, max(limit, 1))
+            out = decoder.decode(data, max(limit, 1))
             if out:
                 self.out_pos += len(out)
                 self.crc = crc32(out, self.crc)
@@ -264,17 +300,26 @@ class DecodeStream:
 
     def _offer_seek_point(self) -> None:
         index = self.seek_index
-        if (index is not None and self.decoder.copyable and self.decoder.needs_input
-                and index.wants(self.out_pos)):
-            index.add(SeekPoint(self.out_pos, self.comp_pos, self.crc, self.decoder.copy(),
-                                self.decrypter.copy() if self.decrypter else None))
+        if index is None or not index.wants(self.out_pos):
+            return
+        snap = self.decoder.snapshot()
+        if snap is None:
+            return
+        twin, lag = snap
+        decrypter = None
+        if self.decrypter is not None:
+            decrypter = self.decrypter.rewound(lag)
+            if decrypter is None:
+                return
+        # the point keeps the snapshot; each restart from it takes a fresh one
+        index.add(SeekPoint(self.out_pos, self.comp_pos - lag, self.crc, twin, decrypter))
 
     def _check_end(self) -> None:
         info = self.info
         if self.out_pos != info.usize:
             raise CorruptMemberError("%s: member is %d bytes, its record says %d"
                                      % (info.name, self.out_pos, info.usize))
-        if self.crc != info.crc:
+        if info.check_crc and self.crc != info.crc:
             raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
                                      % (info.name, info.crc, self.crc))
         self.done = True
@@ -311,6 +356,11 @@ class MemberReader(io.RawIOBase):
             known = verdicts.bad(info.key)
             if known is not None:
                 raise known
+            if info.alternative is not None:
+                info = self._info = self._checked_variant(info)
+                self._stored = info.method == 0 and info.decrypter is None
+            if info.mac_key is not None and not verdicts.is_authentic(info.key):
+                self._guard(self._authenticate)
             if info.usize <= SMALL_MEMBER and not (self._stored and verdicts.is_good(info.key)):
                 self._small = self._guard(self._read_whole)
         except BaseException:
@@ -325,11 +375,35 @@ class MemberReader(io.RawIOBase):
     def size(self) -> int:
         return self._info.usize
 
+    def _checked_variant(self, info: MemberInfo) -> MemberInfo:
+        """The central record's reading of the member if it checks out, else
+        the local header's; the first one's error if neither does."""
+        first = None
+        for candidate in (info, info.alternative):
+            candidate = candidate._replace(alternative=None)
+            if self._verdicts.is_good(candidate.key):
+                return candidate
+            try:
+                DecodeStream(self._source, candidate, None).finish()
+            except CorruptMemberError as exc:
+                first = first or exc
+                continue
+            self._verdicts.mark_good(candidate.key)
+            return candidate
+        self._verdicts.mark_bad(info.key, first)
+        raise first
+
+    def _authenticate(self) -> None:
+        info = self._info
+        aes.authenticate(self._source.pread, info.data_start + info.skip,
+                         info.data_end - info.skip, info.mac_key, info.name)
+        self._verdicts.mark_authentic(info.key)
+
     def _guard(self, work, *args):
         try:
             return work(*args)
         except CorruptMemberError as exc:
-            if self._info.decrypter is not None:
+            if self._info.decrypter is not None and self._info.mac_key is None:
                 # the one-byte password check passes for 1 wrong password in 256
                 exc = PasswordRequired("%s: wrong password, or the member is damaged (%s)"
                                        % (self._info.name, exc))

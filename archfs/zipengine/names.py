@@ -9,8 +9,13 @@ Safe spelling: a name is turned into a relative path that cannot leave the
 mount and that Linux accepts:
 
 - backslashes are directory separators (old Windows tools wrote them);
-- a leading ``/``, empty components, ``.`` and ``..`` are dropped, so
-  ``../x`` is ``x`` and ``a/../../b`` is ``a/b`` (as ``unzip`` does);
+- a leading ``/`` and empty components are dropped, and so are ``.`` and
+  ``..`` before the first real component: ``../x`` and ``./x`` are ``x``,
+  as extractors (``unzip``, 7-Zip) place them;
+- ``.`` and ``..`` after a real component are shown as ``%2E`` and
+  ``%2E%2E``, so ``a/./b`` is ``a/%2E/b`` and ``a/../b`` is ``a/%2E%2E/b``:
+  distinct from each other and from ``a/b``, the same at every mount
+  whatever the order of the members, and never a way out of the mount;
 - NUL becomes U+FFFD;
 - a component longer than 255 bytes is cut and ends in ``~`` plus 8 hex
   digits of the CRC-32 of the full component, so distinct long names stay
@@ -29,6 +34,7 @@ import zlib
 from typing import Optional, Tuple
 
 NAME_MAX = 255
+DOT_SPELLING = {".": "%2E", "..": "%2E%2E"}    # a dot component inside a name
 _ODD = re.compile(r"[\\\x00]|//|^/|(?:^|/)\.\.?(?:/|$)")
 # the same test over many names joined with NUL (substring tests run in C,
 # a regex over megabytes of names does not), plus empty names
@@ -69,7 +75,13 @@ def safe_path(name: str) -> Tuple[str, bool]:
     if _ODD.search(name) is None and (len(name) <= 63 or _components_fit(name)):
         return name.rstrip("/"), is_dir
     name = name.replace("\\", "/").replace("\x00", "\ufffd")
-    parts = [_fit_component(p) for p in name.split("/") if p not in ("", ".", "..")]
+    parts = []
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            if part and parts:
+                parts.append(DOT_SPELLING[part])
+            continue
+        parts.append(_fit_component(part))
     return "/".join(parts), is_dir
 
 

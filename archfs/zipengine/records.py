@@ -36,9 +36,10 @@ _NTFS_EPOCH_NS = 11644473600 * NS
 class Cursor:
     """Where parsing stands across chunks."""
 
-    def __init__(self, cd_start: int, shift: int, path: str, progress):
+    def __init__(self, cd_start: int, shift: int, path: str, progress, disk: int = 0):
         self.cd_start = cd_start
         self.shift = shift
+        self.disk = disk          # the one disk of a "split" archive that is one file
         self.path = path
         self.progress = progress
         self.count = 0
@@ -268,7 +269,8 @@ def unix_mode(host: int, eattr: int, is_dir: bool) -> int:
     kind = stat.S_IFMT(unix)
     if kind == stat.S_IFLNK:
         return unix
-    if is_dir or kind == stat.S_IFDIR or eattr & fmt.DOS_DIRECTORY:
+    # a unix file type wins over the MS-DOS attribute bits beside it
+    if is_dir or kind == stat.S_IFDIR or (kind != stat.S_IFREG and eattr & fmt.DOS_DIRECTORY):
         perm = unix & 0o7777 if unix else 0o755
         return stat.S_IFDIR | (perm or 0o755)
     if unix:
@@ -341,7 +343,7 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
               rec_end - pos, relocate)
     if row in bad:
         pass
-    elif disk != 0:
+    elif disk != cur.disk:
         bad[row] = "member on another disk of a split archive"
     elif start >= cur.cd_start:
         bad[row] = "local header offset points past the member data"
@@ -369,3 +371,6 @@ def parse_all(read, cd_start: int, cd_size: int, table: EntryTable, bad, cur: Cu
             raise CorruptArchiveError("%s: central directory record %d is cut short"
                                       % (cur.path, cur.count))
 
+
+
+parse_one = _parse_one     # for the lenient reader, which splits records itself

@@ -20,9 +20,9 @@ import os
 import zlib
 from typing import Callable, List, NamedTuple, Optional
 
-from archfs.errors import NotAnArchiveError
+from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
-from archfs.zipengine.centraldir import pread_exact, read_end
+from archfs.zipengine.centraldir import pread_exact, read_central_directory, read_end
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.names import decode_name, safe_path
 
@@ -50,7 +50,8 @@ def repair(path: str, progress: Optional[Callable[[str, int, int], None]] = None
     fd = os.open(path, os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
-        if read_end(fd, size) is not None:
+        end = read_end(fd, size)
+        if end is not None and _directory_sound(fd, size, end, path):
             return Outcome("clean", "%s: nothing to repair" % path, -1)
         end = recovery.find_last_good_end(fd, size, path)
         if end is not None:
@@ -65,7 +66,8 @@ def plan(path: str) -> str:
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        if read_end(fd, size) is not None:
+        end = read_end(fd, size)
+        if end is not None and _directory_sound(fd, size, end, path):
             return "nothing to repair"
         end = recovery.find_last_good_end(fd, size, path)
         if end is None:
@@ -80,6 +82,16 @@ def plan(path: str) -> str:
                                         + ".archfs-tail"))
     finally:
         os.close(fd)
+
+
+def _directory_sound(fd: int, size: int, end, path: str) -> bool:
+    """Whether the central directory the end record describes reads strictly
+    (a wrong count or a damaged record sends the archive to salvage)."""
+    try:
+        read_central_directory(fd, size, end, path)
+    except CorruptArchiveError:
+        return False
+    return True
 
 
 def _cut(fd: int, path: str, end, size: int) -> Outcome:

@@ -14,7 +14,7 @@ import zlib
 from typing import NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt
-from archfs.zipengine.codecs import Deflater, worth_compressing
+from archfs.zipengine.codecs import compress_bytes, make_encoder, method_flags, worth_compressing
 from archfs.zipengine.entries import NO_OWNER
 
 WRITE_CHUNK = 1 << 20
@@ -43,7 +43,7 @@ def _needed_version(method: int, zip64: bool) -> int:
     version = fmt.VERSION_DEFAULT
     if method == fmt.BZIP2:
         version = fmt.VERSION_BZIP2
-    elif method == fmt.LZMA:
+    elif method in (fmt.LZMA, fmt.ZSTD, fmt.XZ):
         version = fmt.VERSION_LZMA
     return max(version, fmt.VERSION_ZIP64) if zip64 else version
 
@@ -94,52 +94,60 @@ class _Sink:
 
 
 def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level: int,
-                 is_dir: bool = False, times: bool = True) -> Written:
-    """Append a member whose whole content is in memory."""
+                 is_dir: bool = False, times: bool = True,
+                 method: int = fmt.DEFLATED) -> Written:
+    """Append a member whose whole content is in memory, compressed with
+    ``method`` when that makes it smaller (else stored)."""
     name = member_name_bytes(path, is_dir)
     crc = zlib.crc32(data)
-    method, payload = fmt.STORED, data
-    if level > 0 and data and not is_dir:
-        packed = zlib.compress(data, level)[2:-4]   # raw deflate: no zlib header/trailer
+    used, payload = fmt.STORED, data
+    if level > 0 and data and not is_dir and method != fmt.STORED:
+        packed = compress_bytes(method, level, data)
         if len(packed) < len(data):
-            method, payload = fmt.DEFLATED, packed
+            used, payload = method, packed
+    flags = method_flags(used)
     zip64 = len(data) >= ZIP64_THRESHOLD
-    header = local_header(name, method, 0, mtime_ns, crc, len(payload), len(data), zip64, times)
+    header = local_header(name, used, flags, mtime_ns, crc, len(payload), len(data), zip64,
+                          times)
     sink = _Sink(fd, at)
     sink.write(header)
     sink.write(payload)
     sink.flush()
-    return Written(at, len(payload), len(data), crc, method, fmt.FLAG_UTF8, sink.pos)
+    return Written(at, len(payload), len(data), crc, used, fmt.FLAG_UTF8 | flags, sink.pos)
 
 
-def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: int) -> Written:
-    """Append the content of a local file, compressed as a stream."""
+def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: int,
+                method: int = fmt.DEFLATED) -> Written:
+    """Append the content of a local file, compressed as a stream with
+    ``method`` unless a sample shows it does not compress."""
     with open(source, "rb") as src:
         size = os.fstat(src.fileno()).st_size
         if size <= SMALL_FILE:
-            return append_bytes(fd, at, path, src.read(), mtime_ns, level)
+            return append_bytes(fd, at, path, src.read(), mtime_ns, level, method=method)
         first = src.read(WRITE_CHUNK)
-        method = fmt.DEFLATED if worth_compressing(first[:1 << 16], level) else fmt.STORED
+        if method == fmt.STORED or not worth_compressing(first[:1 << 16], level):
+            method = fmt.STORED
+        flags = method_flags(method)
         zip64 = size >= ZIP64_THRESHOLD
         name = member_name_bytes(path, False)
-        placeholder = local_header(name, method, 0, mtime_ns, 0, 0, 0, zip64)
+        placeholder = local_header(name, method, flags, mtime_ns, 0, 0, 0, zip64)
         sink = _Sink(fd, at + len(placeholder))
-        deflater = Deflater(level) if method == fmt.DEFLATED else None
+        encoder = make_encoder(method, level) if method != fmt.STORED else None
         crc = usize = 0
         chunk = first
         while chunk:
             crc = zlib.crc32(chunk, crc)
             usize += len(chunk)
-            sink.write(deflater.compress(chunk) if deflater else chunk)
+            sink.write(encoder.compress(chunk) if encoder else chunk)
             chunk = src.read(WRITE_CHUNK)
-        if deflater:
-            sink.write(deflater.finish())
+        if encoder:
+            sink.write(encoder.finish())
         sink.flush()
     if usize >= ZIP64_THRESHOLD and not zip64:
         raise OSError("file grew past 4 GiB while being stored")
-    header = local_header(name, method, 0, mtime_ns, crc, sink.total, usize, zip64)
+    header = local_header(name, method, flags, mtime_ns, crc, sink.total, usize, zip64)
     os.pwrite(fd, header, at)
-    return Written(at, sink.total, usize, crc, method, fmt.FLAG_UTF8, sink.pos)
+    return Written(at, sink.total, usize, crc, method, fmt.FLAG_UTF8 | flags, sink.pos)
 
 
 def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_start: int,

@@ -61,6 +61,11 @@ class ZipDecrypter:
     def copy(self) -> "ZipDecrypter":
         return ZipDecrypter(b"", self.keys)
 
+    def rewound(self, count: int):
+        """A decrypter ``count`` bytes back: only possible for 0 (the state
+        cannot run backwards)."""
+        return self.copy() if count == 0 else None
+
 
 def open_decrypter(password: bytes, header: bytes, check_byte: int, name: str) -> ZipDecrypter:
     """A decrypter past the 12-byte encryption header, or PasswordRequired."""

@@ -50,7 +50,8 @@ class Changes:
             mtime_ns = os.stat(local_file).st_mtime_ns
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
                     lambda fd, at: writer.append_file(fd, at, path, local_file, mtime_ns,
-                                                      self.options.level))
+                                                      self.options.level,
+                                                      method=self.options.method))
 
     def add_bytes(self, path: str, data: bytes, mode: Optional[int] = None,
                   mtime_ns: Optional[int] = None, replace: bool = True) -> None:
@@ -58,7 +59,8 @@ class Changes:
             mtime_ns = time.time_ns()
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
                     lambda fd, at: writer.append_bytes(fd, at, path, data, mtime_ns,
-                                                       self.options.level))
+                                                       self.options.level,
+                                                       method=self.options.method))
 
     def symlink(self, target: str, path: str) -> None:
         now = time.time_ns()

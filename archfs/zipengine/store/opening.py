@@ -8,7 +8,7 @@ import os
 import time
 
 from archfs.errors import ArchiveBusy, CorruptArchiveError, NoSuchFile, NotAnArchiveError
-from archfs.zipengine import compaction, indexcache, recovery, writer
+from archfs.zipengine import compaction, indexcache, lenient, recovery, writer
 from archfs.zipengine.archivefile import ArchiveFile, fsync_dir
 from archfs.zipengine.centraldir import (
     EndRecord,
@@ -44,6 +44,43 @@ class Opening:
         return archive
 
     def _load(self) -> None:
+        """Read the member table; a damaged archive is read leniently when
+        read-only (see ``lenient.py``) and refused, naming the way out, when not."""
+        try:
+            self._load_strict()
+        except CorruptArchiveError as exc:
+            fd = self._file.fd
+            try:
+                found = lenient.read_leniently(fd, os.fstat(fd).st_size, self.path)
+            except NotAnArchiveError:
+                raise exc from None
+            except CorruptArchiveError as why:     # it found members, none readable
+                raise why from None
+            if self.writable:
+                why = str(exc).replace(self.path + ": ", "", 1).replace(
+                    " (archfs repair can salvage its members)", "")
+                raise CorruptArchiveError(
+                    "%s: damaged zip (%s): mount it read-only (-o ro) to read what is intact, "
+                    "or run 'archfs repair %s' to make it whole" % (self.path, why, self.path)
+                ) from None
+            self._use_lenient(found)
+
+    def _use_lenient(self, found) -> None:
+        size = os.fstat(self._file.fd).st_size
+        self._table, self._tree, self._bad = found.table, found.tree, found.bad
+        self._comment = found.comment
+        self._committed_end = self._end = size
+        self._cd_start, self._cd_size = found.cd_start, 0
+        table = self._table
+        self._prefix = self._listed_from = min(table.offset) if len(table) else 0
+        self._dead = 0
+        self._remember_identity()
+        self.warnings.append("%s: damaged zip, read leniently: %s; %d member%s"
+                             % (self.path, "; ".join(found.notes), len(table),
+                                "" if len(table) == 1 else "s"))
+        log.warning(self.warnings[-1])
+
+    def _load_strict(self) -> None:
         fd = self._file.fd
         size = os.fstat(fd).st_size
         end = read_end(fd, size)

@@ -10,7 +10,8 @@ LOCAL_OVERHEAD = fmt.LOCAL_HEADER.size + 50   # header plus typical name/extra, 
 
 @dataclass
 class StoreOptions:
-    level: int = 6                     # deflate level for new members; 0 stores
+    level: int = 6                     # compression level for new members; 0 stores
+    method: int = 8                    # compression method for new members (-o compression=)
     password: Optional[bytes] = None   # for traditional PKWARE encryption
     compact_ratio: float = 0.5
     compact_min: int = 8 << 20

@@ -50,6 +50,7 @@ class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacti
         self._root = [DIR_MODE, 0]    # a zip has no entry for its root: kept in memory only
         self._dirty = False
         self._closed = False
+        self.warnings: List[str] = []    # said once at mount (a damaged archive read leniently)
         self._file = self._open_file()
         try:
             self._load()
