@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from benchlib import install, machine, measurements, preflight, reference, report, rows
+from benchlib import tarworkloads
 from benchlib import workloads as wl
 from benchlib.mounts import cleanup_all, mounted
 from benchlib.settings import BENCH_DIR, FULL, QUICK, results_dir
@@ -27,6 +28,13 @@ GROUP_HELP = """row groups (for --only):
   add-mixed     add a 1 KiB file to the ~120 MiB mixed archive, until saved
   add-big       add a 1 KiB file to a copy of the 1 GiB archive, until saved
   copy-in       cp -r of 10,000 small files into a mounted archive, then save
+  tar-small, tar-small-gz, tar-small-zst
+                the 100,000-file tree as .tar, .tar.gz, .tar.zst: mount, remount, find
+  tar-seq, tar-seq-gz, tar-seq-zst
+                the 1 GiB text member in a .tar, .tar.gz, .tar.zst: sequential and
+                random reads after indexing
+  tar-add-big   add a 1 KiB file to a copy of a 1 GiB plain tar, until saved
+  tar-add-gz    the same for a 1 GiB .tar.gz that archfs wrote before
 
 Workloads are cached in .bench/ (set ARCHFS_BENCH_DIR to use another place);
 a full run needs about 3.5 GiB there and takes about an hour with all peers.
@@ -136,8 +144,9 @@ class Run:
         preflight.check_disk(self.sizes, self.workloads, self.groups, say)
 
     def execute(self) -> None:
-        self.workloads.ensure(sorted({w for g in self.groups
-                                      for w in measurements.NEEDS[g]}))
+        needed = sorted({w for g in self.groups for w in measurements.NEEDS[g]})
+        self.workloads.ensure([w for w in needed if ".tar" not in w])
+        tarworkloads.ensure(self.workloads, [w for w in needed if ".tar" in w], say)
         for t in self.tools:
             if t.name == "archfs" and t.name not in self.unavailable:
                 reason = preflight.probe_archfs(t, self.ctx)

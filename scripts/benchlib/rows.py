@@ -77,8 +77,38 @@ def table_rows(s: Sizes) -> list[Row]:
         Row("copy-in:save_s", "... then unmount until saved", "s", LOWER),
         Row("copy-in:total_s", f"cp -r {s.copy_files:,} files + save, total", "s", LOWER),
     ]
+    for group, what in (("tar-small", small + " .tar"), ("tar-small-gz", small + " .tar.gz"),
+                        ("tar-small-zst", small + " .tar.zst")):
+        rows += [
+            Row(f"{group}:mount_s", f"mount {what}: until usable", "s", LOWER),
+            Row(f"{group}:mount_rss_mb", f"mount {what}: daemon peak RSS", "MB", LOWER),
+            Row(f"{group}:remount_s", f"second mount {what}, unchanged archive", "s", LOWER),
+            Row(f"{group}:find_cold_s", f"find over {what}, cold", "s", LOWER),
+            Row(f"{group}:find_warm_s", f"find over {what}, warm", "s", LOWER),
+        ]
+    for group, what in (("tar-seq", ".tar"), ("tar-seq-gz", ".tar.gz"),
+                        ("tar-seq-zst", ".tar.zst")):
+        rows += [
+            Row(f"{group}:mount_s", f"mount the {big} text member's {what}: until usable",
+                "s", LOWER),
+            Row(f"{group}:cold_mbs", f"sequential read {big} text in {what}, cold", "MB/s",
+                HIGHER),
+            Row(f"{group}:warm_mbs", f"sequential read {big} text in {what}, warm", "MB/s",
+                HIGHER),
+            Row(f"{group}:rss_mb", f"sequential read {big} in {what}: daemon peak RSS", "MB",
+                LOWER),
+            Row(f"{group}:rand_median_ms", f"{s.random_reads} random 4 KiB reads in {what} "
+                "after indexing: median read", "ms", LOWER),
+        ]
+    rows += [
+        Row("tar-add-big:total_s", f"add 1 KiB to a {big} .tar, until saved", "s", LOWER),
+        Row("tar-add-gz:total_s", f"add 1 KiB to a {big} .tar.gz archfs wrote, until saved",
+            "s", LOWER),
+    ]
     return rows
 
 
 GROUP_ORDER = ["tree-tiny", "tree-small", "read-small", "seq-stored", "seq-deflated",
-               "random-fresh", "add-mixed", "add-big", "copy-in"]
+               "random-fresh", "add-mixed", "add-big", "copy-in",
+               "tar-small", "tar-small-gz", "tar-small-zst", "tar-seq", "tar-seq-gz",
+               "tar-seq-zst", "tar-add-big", "tar-add-gz"]

@@ -62,6 +62,7 @@ class Tool:
 
 class FuseZip(Tool):
     name = "fuse-zip"
+    reads_tar = False
 
     def executable(self):
         return shutil.which("fuse-zip")

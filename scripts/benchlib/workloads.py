@@ -88,6 +88,8 @@ class Workloads:
     def path(self, name: str) -> Path:
         if name == COPY_SOURCE:
             return self.dir / COPY_SOURCE
+        if ".tar" in name:             # tar workloads are named with their suffix
+            return self.dir / name
         return self.dir / f"{name}.zip"
 
     def manifest(self, name: str) -> dict:
