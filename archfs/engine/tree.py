@@ -11,6 +11,8 @@ not in the tree.
 """
 
 import stat
+from array import array
+from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
 
 DIR_MODE = stat.S_IFDIR | 0o755
@@ -28,8 +30,66 @@ class DirNode:
 class Tree:
     def __init__(self, table):
         self.table = table
-        self.paths: Dict[str, int] = {}
+        self._paths: Optional[Dict[str, int]] = {}
         self.dirs: Dict[str, DirNode] = {"": DirNode()}
+
+    @property
+    def paths(self) -> Dict[str, int]:
+        """path -> row of every file and explicit directory entry (built on
+        first use after ``restore``: a mount that only reads never needs it)."""
+        paths = self._paths
+        if paths is None:
+            paths = {}
+            for dir_path, node in self.dirs.items():
+                prefix = dir_path + "/" if dir_path else ""
+                paths.update(zip([prefix + name for name in node.files], node.files.values()))
+                if node.row >= 0:
+                    paths[dir_path] = node.row
+            self._paths = paths
+        return paths
+
+    @paths.setter
+    def paths(self, value: Dict[str, int]) -> None:
+        self._paths = value
+
+    # -- saving and restoring (with a saved index) ------------------------------
+
+    def export(self):
+        """(directory paths, their rows, all file rows grouped by directory,
+        how many per directory): flat, for a saved index."""
+        dir_paths = list(self.dirs)
+        dir_rows, order, counts = array("q"), array("q"), array("q")
+        for path in dir_paths:
+            node = self.dirs[path]
+            dir_rows.append(node.row)
+            order.extend(node.files.values())
+            counts.append(len(node.files))
+        return dir_paths, dir_rows, order, counts
+
+    @classmethod
+    def restore(cls, table, dir_paths, dir_rows, order, counts) -> "Tree":
+        """The tree ``export`` described, built with loops that run in C."""
+        if not len(dir_paths) == len(dir_rows) == len(counts) or sum(counts) != len(order):
+            raise ValueError("saved tree is inconsistent")
+        tree = cls(table)
+        names = table.names
+        dirs = tree.dirs
+        at = 0
+        for path, row, count in zip(dir_paths, dir_rows, counts):
+            node = dirs.get(path)
+            if node is None:
+                node = dirs[path] = DirNode()
+            node.row = row
+            rows = order[at:at + count]
+            at += count
+            cut = itemgetter(slice(len(path) + 1 if path else 0, None))
+            node.files = dict(zip(map(cut, map(names.__getitem__, rows)), rows))
+        for path in dir_paths:
+            if path:
+                parent, _, base = path.rpartition("/")
+                dirs[parent].subdirs[base] = None
+        tree._paths = None
+        return tree
 
     # -- queries ------------------------------------------------------------
 
@@ -38,7 +98,11 @@ class Tree:
         node = self.dirs.get(path)
         if node is not None:
             return node, node.row
-        return None, self.paths.get(path, -1)
+        parent, _, base = path.rpartition("/")
+        parent_node = self.dirs.get(parent)
+        if parent_node is None:
+            return None, -1
+        return None, parent_node.files.get(base, -1)
 
     def children(self, path: str) -> List[Tuple[str, int]]:
         """(name, st_mode) of each child of directory ``path``."""

@@ -36,7 +36,7 @@ from archfs.tarengine.table import NO_OWNER, TarTable
 
 log = logging.getLogger("archfs.tar")
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 MIN_CACHED_MEMBERS = 2000      # plain tars with fewer members scan faster than a cache loads
 IMPLIED_INO_BASE = 1 << 48
 MAX_WALKED_SEGMENT = 64 << 20  # a bigger frame or stream reads better through a library
@@ -114,21 +114,23 @@ class TarStore:
         loaded = None
         if self.options.index_cache:
             loaded = self._load_index(key)
+        self._implied_ino: Dict[str, int] = {}
         if loaded is None:
             self._scan()
+            self._build_tree()
             how = "indexed"
             if self.options.index_cache and (self.compression is not None
                                              or len(self.table) >= MIN_CACHED_MEMBERS):
                 self._save_index(key)
         else:
             how = "loaded the saved index of"
+            self._count_links()
         elapsed = time.monotonic() - started
         if elapsed > 1:
             log.info("%s %d members of %s in %.1f s", how, len(self.table), self.path, elapsed)
         if self.scan_problem:
             log.warning("%s: %s", self.path, self.scan_problem)
         self._identity = identity
-        self._build_tree()
 
     def _scan(self) -> None:
         stream = self.stream
@@ -211,8 +213,10 @@ class TarStore:
             "xattrs": {r: [[n, v.hex()] for n, v in x] for r, x in t.xattrs.items()},
         }
         state = self.stream.seek_state() if self.compression is not None else None
+        dir_paths, dir_rows, order, counts = self._tree.export()
         sections = [indexcache.joined(t.names), [t.header], [t.data], [t.size], [t.usize],
-                    [t.mtime_ns], [t.mode], [t.uid], [t.gid], [t.dead], [state or b""]]
+                    [t.mtime_ns], [t.mode], [t.uid], [t.gid], [t.dead], [state or b""],
+                    indexcache.joined(dir_paths), [dir_rows], [order], [counts]]
         indexcache.save(self.path, key, header, sections, self.options.index_dir)
 
     def _load_index(self, key: dict) -> Optional[bool]:
@@ -238,6 +242,9 @@ class TarStore:
                         for r, v in header["xattrs"].items()}
             if len(t.dead) != n:
                 raise ValueError("index is inconsistent")
+            dir_paths = sections[11].decode("utf-8", "surrogateescape").split("\x00")
+            columns = [indexcache.typed(sections[12 + i], "q", -1) for i in range(3)]
+            tree = Tree.restore(t, dir_paths, *columns)
             state = sections[10]
             if self.compression is not None and state[:1] == b"S":
                 if not isinstance(self.stream, SegmentedStream):
@@ -255,6 +262,7 @@ class TarStore:
             log.info("ignoring the saved index of %s: %s", self.path, exc)
             return None
         self.table = t
+        self._tree = tree
         self.end = header["end"]
         self.single = header["single"]
         self.scan_problem = header["problem"]
@@ -282,7 +290,6 @@ class TarStore:
                     hardlink[row] = t.target(target)
             tree.put_file(names[row], row)
         self._count_links()
-        self._implied_ino: Dict[str, int] = {}
 
     def _count_links(self) -> None:
         t = self.table
