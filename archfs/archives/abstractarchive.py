@@ -267,6 +267,11 @@ class AbstractArchive(metaclass=ABCMeta):
         unique except between hard links of one file."""
         return False
 
+    def inodes(self, path: str) -> dict:
+        """{name: inode number} of a directory's children, for a plugin whose
+        ``uses_inodes`` is True (a listing then shows the numbers stat gives)."""
+        return {}
+
     def listxattr(self, path: str) -> List[str]:
         """Names of the member's extended attributes (none by default)."""
         self.stat(path)

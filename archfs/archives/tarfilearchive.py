@@ -195,6 +195,9 @@ class TarfileArchive(AbstractArchive):
     def readlink(self, path: str) -> str:
         return self._store.readlink(member_name(path))
 
+    def inodes(self, path: str):
+        return self._store.child_inodes(member_name(path))
+
     def listxattr(self, path: str) -> List[str]:
         return [name for name, _value in self._store.xattrs(member_name(path))]
 

@@ -307,10 +307,14 @@ class ArchfsFUSE(mfusepy.FUSE):
 
     def _readdir_numbered(self, path, entries, buf, filler):
         """readdir with inode numbers (``use_ino``: an entry numbered 0 would
-        be hidden). Entries are (name, mode) or (name, mode, ino); one stat
-        buffer is refilled per entry, libfuse copies it at once."""
+        be hidden), the plugin's where it gives them; one stat buffer is
+        refilled per entry, libfuse copies it at once."""
         directory = _name(path.decode(self.encoding, self.errors)) if path else ""
         prefix = directory + "/" if directory else ""
+        try:
+            numbers = self.operations.archive.inodes(directory)
+        except OSError:
+            numbers = {}
         st = mfusepy.c_stat()
         pointer = ctypes.c_void_p(ctypes.addressof(st))
         raw = _raw_filler(filler)
@@ -319,8 +323,9 @@ class ArchfsFUSE(mfusepy.FUSE):
         for entry in entries:
             name = entry[0]
             st.st_mode = entry[1]
-            if len(entry) > 2:
-                st.st_ino = entry[2]
+            number = numbers.get(name)
+            if number is not None:
+                st.st_ino = number
             elif name in (".", ".."):
                 st.st_ino = path_ino(directory if name == "." else directory.rpartition("/")[0])
             else:

@@ -318,32 +318,36 @@ class TarStore:
                         self._dir_ino(path), 0)
         raise NoSuchFile("%s: no such file or directory" % path)
 
-    def listdir(self, path: str) -> List[Tuple[str, int, int]]:
-        """(name, st_mode, inode number) of each child."""
+    def listdir(self, path: str) -> List[Tuple[str, int]]:
+        """(name, st_mode) of each child."""
+        with self._meta:
+            tree = self._tree
+            if path in tree.dirs:
+                return tree.children(path)
+            if tree.lookup(path)[1] >= 0:
+                raise NotADirectory("%s: not a directory" % path)
+        raise NoSuchFile("%s: no such directory" % path)
+
+    def child_inodes(self, path: str) -> Dict[str, int]:
+        """{name: inode number} of each child of a directory."""
         with self._meta:
             tree = self._tree
             node = tree.dirs.get(path)
-            if node is not None:
-                t = self.table
-                modes, hardlink = t.mode, t.hardlink
-                prefix = path + "/" if path else ""
-                out = []
-                for name in node.subdirs:
-                    sub = prefix + name
-                    row = tree.dirs[sub].row
-                    out.append((name, modes[row], row + 2) if row >= 0
-                               else (name, DIR_MODE, self._dir_ino(sub)))
-                if hardlink:
-                    out.extend((name, modes[row], hardlink.get(row, row) + 2)
-                               for name, row in node.files.items())
-                else:
-                    rows = node.files.values()
-                    out.extend(zip(node.files, map(modes.__getitem__, rows),
-                                   [r + 2 for r in rows]))
-                return out
-            if path in self._tree.paths:
-                raise NotADirectory("%s: not a directory" % path)
-        raise NoSuchFile("%s: no such directory" % path)
+            if node is None:
+                return {}
+            t = self.table
+            hardlink = t.hardlink
+            prefix = path + "/" if path else ""
+            out = {}
+            for name in node.subdirs:
+                sub = prefix + name
+                row = tree.dirs[sub].row
+                out[name] = row + 2 if row >= 0 else self._dir_ino(sub)
+            if hardlink:
+                out.update((name, hardlink.get(row, row) + 2) for name, row in node.files.items())
+            else:
+                out.update(zip(node.files, [r + 2 for r in node.files.values()]))
+            return out
 
     def _dir_ino(self, path: str) -> int:
         """The inode number of a directory only names imply (the root is 1)."""
