@@ -135,6 +135,10 @@ def test_lone_compressed_file(tmp_path):
             assert a.getnames() == ["notes.txt"]
             assert a.open("notes.txt").read() == payload
             assert a.stat("notes.txt").size == len(payload)
+        before = path.read_bytes()
+        with open_archive(path, "a") as a:       # writing would make it a tar: refused
+            assert not a.writable
+        assert path.read_bytes() == before
 
 
 def test_content_decides_not_the_name(source, tmp_path):

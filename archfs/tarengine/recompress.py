@@ -315,6 +315,8 @@ class _CompressedSink:
     def write(self, data) -> None:
         self.sink.write(data)
 
+    progress = None
+
     def copy(self, offset: int, length: int) -> None:
         done = 0
         while done < length:
@@ -323,6 +325,8 @@ class _CompressedSink:
                 raise CorruptArchiveError("a member is cut short in the archive")
             self.sink.write(chunk)
             done += len(chunk)
+            if self.progress is not None:
+                self.progress()
 
     def finish(self) -> None:
         self.eoa = self.sink.write_eoa(hd.RECORD)

@@ -130,6 +130,11 @@ class TarWriter(TarStore):
 
     def writable_reason(self) -> Optional[str]:
         """Why this archive must not be written (mounted read-only instead)."""
+        if self.single:
+            self.writable = False
+            log.warning("%s: a lone compressed file is mounted read-only (writing would "
+                        "turn it into a tar)", self.path)
+            return "a lone compressed file"
         if self.scan_problem:
             self.writable = False
             log.warning("%s: mounted read-only: %s; 'archfs repair' makes it writable",
@@ -615,9 +620,10 @@ class TarWriter(TarStore):
         placed = {}
         progress = self.options.progress
         written_data = {}         # data row -> its new name (hard link targets)
+        if progress is not None:
+            total = max(1, self._tail)
+            sink.progress = lambda: progress("rewriting", min(sink.pos, total), total)
         for i, row in enumerate(rows):
-            if progress is not None and i % 1024 == 0:
-                progress("rewriting", i, len(rows))
             target = t.target(row)
             kind = stat.S_IFMT(t.mode[target])
             is_link = row in t.hardlink
@@ -715,15 +721,19 @@ class _PlainSink:
             view = view[n:]
             self.pos += n
 
+    progress = None
+
     def copy(self, offset: int, length: int) -> None:
         done = 0
         while done < length:
-            n = os.copy_file_range(self.source_fd, self.fd, length - done, offset + done,
-                                   self.pos)
+            n = os.copy_file_range(self.source_fd, self.fd, min(length - done, 64 << 20),
+                                   offset + done, self.pos)
             if n <= 0:
                 raise CorruptArchiveError("a member is cut short in the archive")
             done += n
             self.pos += n
+            if self.progress is not None:
+                self.progress()
 
     def finish(self) -> None:
         stop = -(-(self.pos + 2 * hd.BLOCK) // hd.RECORD) * hd.RECORD
