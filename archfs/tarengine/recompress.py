@@ -287,15 +287,6 @@ class CompressedTarWriter(TarWriter):
     def _raw_ok(self, row: int) -> bool:
         return True
 
-    def _save_after_commit(self) -> None:
-        from archfs.engine import indexcache
-        from archfs.tarengine.store import INDEX_VERSION
-        if not self.options.index_cache:
-            return
-        key = indexcache.file_key(self.path, self._file.identity(), "tar", INDEX_VERSION)
-        self._save_index(key)
-
-
 class _CompressedSink:
     """A rewrite's output: segments in a new file, member bytes read from the stream."""
 

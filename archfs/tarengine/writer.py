@@ -117,6 +117,7 @@ class TarWriter(TarStore):
         self._rewrite = False                   # a removal or rename waits for the commit
         self._dirty = False
         self._renamed = {}                      # rows whose header must be rebuilt
+        self._committed = False                 # a commit changed the file since opening
         try:
             lock_for_writing(self._file)
             if not self.writable_reason():
@@ -537,6 +538,7 @@ class TarWriter(TarStore):
                 self._rewrite_archive()
             else:
                 self._commit_appends()
+            self._committed = True
             return True
 
     def _commit_appends(self) -> None:
@@ -685,6 +687,7 @@ class TarWriter(TarStore):
         with self._append:
             self._check_unchanged()
             self._rewrite_archive()
+            self._committed = True
         return True
 
     # -- closing --------------------------------------------------------------------
@@ -694,14 +697,18 @@ class TarWriter(TarStore):
             return
         try:
             if getattr(self, "_append", None) is not None and self.writable and \
-                    self._dirty and not self._broken:
-                self.commit()
-                self._save_after_commit()
+                    not self._broken:
+                if self._dirty:
+                    self.commit()
+                if getattr(self, "_committed", False):   # the saved index is stale: save anew
+                    self._save_after_commit()
         finally:
             super().close()
 
     def _save_after_commit(self) -> None:
-        if not self.options.index_cache or len(self.table) < 2000:
+        from archfs.tarengine.store import MIN_CACHED_MEMBERS
+        if not self.options.index_cache or (self.compression is None
+                                             and len(self.table) < MIN_CACHED_MEMBERS):
             return
         key = indexcache.file_key(self.path, self._file.identity(), "tar", INDEX_VERSION)
         self._save_index(key)
