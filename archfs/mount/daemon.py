@@ -237,7 +237,8 @@ def _reason(exc: BaseException) -> str:
 
 def serve(request: MountRequest, reporter: Reporter) -> int:
     """Mount and serve until unmounted; returns the exit status."""
-    from archfs.mount.operations import ArchfsFUSE, ArchiveOperations
+    from archfs.mount import binding
+    from archfs.mount.operations import ArchiveOperations
     from archfs.mount.session import MountSession
 
     try:
@@ -277,8 +278,8 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     status, problem = 0, None
     try:
         capture = StderrCapture()
-        ArchfsFUSE(operations, request.mountpoint,
-                   **_fuse_kwargs(request, read_only, getattr(archive, "uses_inodes", False)))
+        binding.serve(operations, request.mountpoint,
+                      **_fuse_kwargs(request, read_only, getattr(archive, "uses_inodes", False)))
     except Exception as exc:
         lines = capture.release() if capture is not None else []
         if not session.live:
