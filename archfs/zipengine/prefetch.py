@@ -16,7 +16,7 @@ from collections import deque
 from typing import Optional
 
 AHEAD = 8 << 20
-BEHIND = 8 << 20
+BEHIND = 4 << 20                # the kernel's readahead runs at most 2 MiB out of order
 CHUNK = 1 << 20
 MAX_ACTIVE = 4
 
