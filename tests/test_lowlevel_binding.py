@@ -6,7 +6,6 @@ declarations, the inode table, the readdirplus policy, reads without open,
 and the same workload through both bindings giving the same result.
 """
 
-import ctypes
 import errno
 import os
 import stat
@@ -30,14 +29,14 @@ def test_the_low_level_binding_is_the_default_here(monkeypatch):
 
 def test_stat_and_entry_packing_match_the_ctypes_structures():
     assert ll.STAT_FIELDS == ll.STAT_ORDER
-    values = (77, 2, stat.S_IFREG | 0o640, 1000, 1001, 123456789, 241123,
+    values = (77, 2, stat.S_IFREG | 0o640, 1000, 1001, 0x0801, 123456789, 241123,
               1_700_000_001, 1, 1_700_000_002, 2, 1_700_000_003, 3)
     st = ll.c_stat.from_buffer_copy(ll.STAT.pack(*values))
-    assert (st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_size,
-            st.st_blocks) == values[:7]
+    assert (st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_rdev, st.st_size,
+            st.st_blocks) == values[:8]
     assert (st.st_atimespec.tv_sec, st.st_atimespec.tv_nsec, st.st_mtimespec.tv_sec,
             st.st_mtimespec.tv_nsec, st.st_ctimespec.tv_sec,
-            st.st_ctimespec.tv_nsec) == values[7:]
+            st.st_ctimespec.tv_nsec) == values[8:]
     entry = ll.fuse_entry_param.from_buffer_copy(ll.ENTRY.pack(9, 0, *values, 1.5, 60.0))
     assert entry.ino == 9 and entry.attr.st_size == 123456789
     assert entry.attr_timeout == 1.5 and entry.entry_timeout == 60.0
@@ -63,7 +62,7 @@ def _parse(buffer: bytes, plus: bool):
 def test_dirents_are_packed_as_the_kernel_reads_them(plus):
     entries = [(".", stat.S_IFDIR), ("..", stat.S_IFDIR), ("a", stat.S_IFREG),
                ("dir-name", stat.S_IFDIR), ("l\u00e9nk", stat.S_IFLNK),
-               ("bad-\udcff", stat.S_IFREG)]
+               ("bad-\udcff", stat.S_IFREG, 4242)]    # the plugin's inode number
     records, ends = pack_dirents(entries, plus=plus)
     assert ends[-1] == sum(map(len, records)) and all(len(r) % 8 == 0 for r in records)
     parsed = _parse(b"".join(records), plus)
@@ -71,6 +70,7 @@ def test_dirents_are_packed_as_the_kernel_reads_them(plus):
                                       b"bad-\xff"]
     assert [p[1] for p in parsed] == [1, 2, 3, 4, 5, 6]     # offset of the next entry
     assert [p[3] for p in parsed] == [4, 4, 8, 4, 10, 8]    # DT_DIR, DT_REG, DT_LNK
+    assert parsed[-1][0] == 4242 and parsed[0][0] == ll.UNKNOWN_INO
 
 
 def test_inode_table_follows_renames_and_removals():

@@ -194,7 +194,7 @@ def _stat_packer():
 
     ts = mfusepy.c_timespec
     fields = []
-    for name in ("st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_size",
+    for name in ("st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_rdev", "st_size",
                  "st_blocks"):
         ctype = dict(c_stat._fields_)[name]
         fields.append((getattr(c_stat, name).offset, code(ctype), name))
@@ -213,7 +213,8 @@ def _stat_packer():
 
 STAT_FORMAT, STAT_FIELDS = _stat_packer()
 # The order pack() takes them in, which tests check against STAT_FIELDS.
-STAT_ORDER = ["st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_size", "st_blocks",
+STAT_ORDER = ["st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_rdev", "st_size",
+              "st_blocks",
               "st_atimespec.tv_sec", "st_atimespec.tv_nsec", "st_mtimespec.tv_sec",
               "st_mtimespec.tv_nsec", "st_ctimespec.tv_sec", "st_ctimespec.tv_nsec"]
 STAT = struct.Struct("=" + STAT_FORMAT)

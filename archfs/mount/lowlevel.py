@@ -44,8 +44,12 @@ log = logging.getLogger("archfs.mount")
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 _NS = 1_000_000_000
-_MOUNT_OPTIONS = ("fsname", "subtype", "default_permissions", "ro", "allow_other",
-                  "allow_root", "auto_unmount")
+# mfusepy options that only libfuse's high-level API knows (or that this
+# binding takes as arguments); every other one is a mount option libfuse
+# hands to the kernel (fsname, default_permissions, noexec, ...).
+_NOT_MOUNT_OPTIONS = frozenset(("foreground", "nothreads", "raw_fi", "hard_remove", "use_ino",
+                                "big_writes", "encoding", "errors", "entry_timeout",
+                                "attr_timeout", "negative_timeout", "debug"))
 _thread_state = threading.local()
 # Worker threads. Python runs one at a time, so more threads add GIL
 # hand-offs and context switches, not speed: measured on a grep -r, 10
@@ -130,11 +134,13 @@ def pack_dirents(entries, encoding="utf-8", errors="surrogateescape", plus=False
     unknown = ll.UNKNOWN_INO
     cached = _BARE_PLUS_STRUCTS if plus else _DIRENT_STRUCTS
     make = _bare_plus_struct if plus else _dirent_struct
-    for index, (name, mode) in enumerate(entries, 1):
+    for index, entry in enumerate(entries, 1):
+        name, mode = entry[0], entry[1]
         raw = name.encode(encoding, errors)
         n = len(raw)
         s = cached.get(n) or make(n)
-        append(s.pack(unknown, index, n, (mode & 0o170000) >> 12, raw))
+        append(s.pack(entry[2] if len(entry) > 2 else unknown, index, n,
+                      (mode & 0o170000) >> 12, raw))
     return records, list(accumulate(map(len, records)))
 
 
@@ -214,8 +220,9 @@ class LowLevelFUSE:
     @staticmethod
     def _mount_args(options):
         opts = []
-        for key in _MOUNT_OPTIONS:
-            value = options.get(key)
+        for key, value in options.items():
+            if key in _NOT_MOUNT_OPTIONS:
+                continue
             if value is True:
                 opts.append(key)
             elif value not in (None, False):
@@ -276,13 +283,15 @@ class LowLevelFUSE:
     # -- helpers -----------------------------------------------------------------
 
     def _stat_fields(self, attrs: dict, ino: int):
+        """In STAT_ORDER. st_ino is the plugin's number where it numbers
+        inodes (hard links share one), else the kernel's inode number."""
         mtime = attrs.get("st_mtime", 0)
         atime = attrs.get("st_atime", mtime)
         ctime = attrs.get("st_ctime", mtime)
-        return (ino, attrs.get("st_nlink", 1), attrs["st_mode"], attrs.get("st_uid", self._uid),
-                attrs.get("st_gid", self._gid), attrs.get("st_size", 0),
-                attrs.get("st_blocks", 0), atime // _NS, atime % _NS, mtime // _NS,
-                mtime % _NS, ctime // _NS, ctime % _NS)
+        return (attrs.get("st_ino", ino), attrs.get("st_nlink", 1), attrs["st_mode"],
+                attrs.get("st_uid", self._uid), attrs.get("st_gid", self._gid),
+                attrs.get("st_rdev", 0), attrs.get("st_size", 0), attrs.get("st_blocks", 0),
+                atime // _NS, atime % _NS, mtime // _NS, mtime % _NS, ctime // _NS, ctime % _NS)
 
     def _entry(self, parent: int, name: str, attrs: dict):
         """(inode, packed fuse_entry_param); the inode's lookup count is raised."""
@@ -465,8 +474,10 @@ class LowLevelFUSE:
 
     @_request
     def _link(self, req, ino, new_parent, raw):
-        self.operations.link(self._child(new_parent, self._name(raw)), self._path(ino))
-        raise OSError(errno.EIO, "link returned without an error")  # not reached today
+        name = self._name(raw)
+        path = self._child(new_parent, name)
+        self.operations.link(path, self._path(ino))     # mfusepy order: new name first
+        self._reply_entry(req, new_parent, name, self.operations.getattr(path))
 
     @_request
     def _unlink(self, req, parent, raw):
@@ -625,7 +636,7 @@ class LowLevelFUSE:
         parts, used = [], 0
         entries = stream.entries
         for index in range(offset, len(entries)):
-            name, mode = entries[index]
+            name, mode = entries[index][0], entries[index][1]
             raw = name.encode(self.encoding, self.errors)
             dirent = _dirent_struct(len(raw))
             if used + 128 + dirent.size > size:
@@ -641,13 +652,14 @@ class LowLevelFUSE:
                 child = ll.UNKNOWN_INO
             else:
                 child = remember(ino, name)
-                (_, nlink, st_mode, uid, gid, st_size, blocks, a_s, a_ns, m_s, m_ns, c_s,
-                 c_ns) = self._stat_fields(attrs, child)
-                head = pack(child, 0, entry_s, attr_s, entry_ns, attr_ns, child, st_size,
+                (st_ino, nlink, st_mode, uid, gid, rdev, st_size, blocks, a_s, a_ns, m_s, m_ns,
+                 c_s, c_ns) = self._stat_fields(attrs, child)
+                head = pack(child, 0, entry_s, attr_s, entry_ns, attr_ns, st_ino, st_size,
                             blocks, a_s, m_s, c_s, a_ns, m_ns, c_ns, st_mode, nlink, uid, gid,
-                            0, 0, 0)
+                            rdev & 0xFFFFFFFF, 0, 0)
             parts.append(head)
-            parts.append(dirent.pack(child, index + 1, len(raw), (mode & 0o170000) >> 12, raw))
+            parts.append(dirent.pack(child if attrs is None else st_ino, index + 1, len(raw),
+                                     (mode & 0o170000) >> 12, raw))
             used += 128 + dirent.size
         data = b"".join(parts)
         ll.reply_buf(req, data, len(data))
@@ -678,16 +690,26 @@ class LowLevelFUSE:
         self.operations.access(self._path(ino), mask)
         ll.reply_err(req, 0)
 
+    @staticmethod
+    def _reply_sized(req, value: bytes, size: int) -> None:
+        """getxattr/listxattr: the length when asked with size 0, else the bytes."""
+        if size == 0:
+            ll.reply_xattr(req, len(value))
+        elif len(value) > size:
+            ll.reply_err(req, errno.ERANGE)
+        else:
+            ll.reply_buf(req, value, len(value))
+
     @_request
-    def _getxattr(self, req, ino, name, size):
-        ll.reply_err(req, errno.ENOTSUP)      # archives keep no extended attributes
+    def _getxattr(self, req, ino, raw, size):
+        value = self.operations.getxattr(self._path(ino), self._name(raw))
+        self._reply_sized(req, value, size)
 
     @_request
     def _listxattr(self, req, ino, size):
-        if size == 0:
-            ll.reply_xattr(req, 0)
-        else:
-            ll.reply_buf(req, b"", 0)
+        names = self.operations.listxattr(self._path(ino))
+        self._reply_sized(req, b"".join(n.encode(self.encoding, self.errors) + b"\0"
+                                        for n in names), size)
 
 
 def available() -> bool:
