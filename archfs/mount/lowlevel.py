@@ -56,6 +56,7 @@ _thread_state = threading.local()
 # threads cost twice the CPU of 1 or 2. Two let one request wait (an fsync,
 # a slow random read) while the other serves.
 MAX_THREADS = 2
+LISTINGS_KEPT = 16      # read-only mounts: listings kept for readdirs without opendir
 
 
 def _pin_thread_state() -> None:
@@ -203,6 +204,9 @@ class LowLevelFUSE:
         self.read_only = bool(options.get("ro"))
         self.inodes = InodeTable()
         self._openless = None           # set in init where the kernel allows it
+        self._no_opendir = False        # likewise
+        self._listings = OrderedDict()  # inode -> _DirStream, without opendir
+        self._listings_lock = threading.Lock()
         self._plus = _PlusPolicy()
         self._valid = (int(self.entry_timeout), int(self.attr_timeout),
                        int(self.entry_timeout % 1 * _NS), int(self.attr_timeout % 1 * _NS))
@@ -359,6 +363,8 @@ class LowLevelFUSE:
         c.want = want
         if self.read_only and c.capable & ll.CAP_NO_OPEN_SUPPORT:
             self._openless = OpenlessReads(self.operations, ll.fuse_file_info)
+        if self.read_only and c.capable & ll.CAP_NO_OPENDIR_SUPPORT:
+            self._no_opendir = True
         try:
             self.operations.init_with_config(None, None)
         except BaseException:
@@ -572,8 +578,32 @@ class LowLevelFUSE:
 
     # -- directories -------------------------------------------------------------
 
+    def _stream(self, ino: int, fi) -> _DirStream:
+        """The listing a readdir continues: its opendir's, or on a read-only
+        mount without opendir requests the inode's (listings never change)."""
+        fh = fi.contents.fh
+        if fh == 0 and self._no_opendir:
+            with self._listings_lock:
+                stream = self._listings.get(ino)
+                if stream is not None:
+                    self._listings.move_to_end(ino)
+                    return stream
+                stream = self._listings[ino] = _DirStream(self._path(ino))
+                if len(self._listings) > LISTINGS_KEPT:
+                    self._listings.popitem(last=False)
+                return stream
+        stream = self._dirs.get(fh)
+        if stream is None:
+            raise OSError(errno.EBADF, "bad directory handle")
+        return stream
+
     @_request
     def _opendir(self, req, ino, fi):
+        if self._no_opendir:
+            # read-only: the kernel takes ENOSYS as "directories open without
+            # a request" from now on, and caches every listing it reads
+            ll.reply_err(req, errno.ENOSYS)
+            return
         path = self._path(ino)
         info = fi.contents
         fh = next(self._dir_fh)
@@ -588,10 +618,8 @@ class LowLevelFUSE:
 
     @_request
     def _readdir(self, req, ino, size, offset, fi):
-        stream = self._dirs.get(fi.contents.fh)
-        if stream is None:
-            raise OSError(errno.EBADF, "bad directory handle")
-        if stream.records is None or offset == 0:
+        stream = self._stream(ino, fi)
+        if stream.records is None or (offset == 0 and not self._no_opendir):
             entries = self.operations.readdir(stream.path, fi.contents)
             stream.records, stream.ends = pack_dirents(entries, self.encoding, self.errors)
         self._reply_listing(req, (stream.records, stream.ends), size, offset)
@@ -612,11 +640,9 @@ class LowLevelFUSE:
         """A listing, with each entry's attributes when walkers go on to
         look entries up (ls -l, grep -r, tar: the kernel then needs no lookup
         for them), as plain entries when they do not (find)."""
-        stream = self._dirs.get(fi.contents.fh)
-        if stream is None:
-            raise OSError(errno.EBADF, "bad directory handle")
+        stream = self._stream(ino, fi)
         ops = self.operations
-        if stream.entries is None or offset == 0:
+        if stream.entries is None or (offset == 0 and not self._no_opendir):
             stream.entries = ops.readdir(stream.path, fi.contents)
             stream.bare_plus = None
         if not self._plus.with_attributes(ino):
