@@ -2,11 +2,10 @@
 
 Every mount test runs through it (it is the default where libfuse 3 is
 loaded); here: the structures it packs by hand against their ctypes
-declarations, the inode table, the readdirplus policy, reads without open,
+declarations, the inode table, the readdirplus policy,
 and the same workload through both bindings giving the same result.
 """
 
-import errno
 import os
 import stat
 import struct
@@ -16,7 +15,6 @@ import pytest
 from archfs.mount import binding, fusell as ll
 from archfs.mount.inodes import ROOT, InodeTable
 from archfs.mount.lowlevel import _PlusPolicy, pack_dirents
-from archfs.mount.openless import OpenlessReads
 from mount_fixtures import build_archive, tree_of
 
 
@@ -105,42 +103,6 @@ def test_readdirplus_carries_attributes_only_when_walkers_look_files_up():
     assert answers.count(False) == 2        # one probe in PROBE still goes out bare
     grep.looked_up(5)                       # a lookup below a directory not listed bare
     assert grep.hits == 100
-
-
-class _FakeOps:
-    def __init__(self):
-        self.opened, self.released, self.fh = [], [], 0
-
-    def open(self, path, fi):
-        if path == "/broken":
-            raise OSError(errno.EIO, "damaged")
-        self.fh += 1
-        fi.fh = self.fh
-        self.opened.append(path)
-
-    def read(self, path, size, offset, fi):
-        return b"%s@%d+%d" % (path.encode(), offset, size)
-
-    def release(self, path, fi):
-        self.released.append(path)
-
-
-def test_openless_reads_keep_a_few_handles():
-    ops = _FakeOps()
-    reads = OpenlessReads(ops, ll.fuse_file_info, kept=2)
-    assert reads.read(10, "/a", 5, 0) == b"/a@0+5"
-    assert reads.read(10, "/a", 5, 5) == b"/a@5+5"
-    assert ops.opened == ["/a"]             # one open for all reads of an inode
-    reads.read(11, "/b", 1, 0)
-    reads.read(12, "/c", 1, 0)               # over the limit: the oldest is closed
-    assert ops.released == ["/a"]
-    reads.forget(11)
-    assert ops.released == ["/a", "/b"]
-    with pytest.raises(OSError) as caught:
-        reads.read(13, "/broken", 1, 0)
-    assert caught.value.errno == errno.EIO
-    reads.close_all()
-    assert sorted(ops.released) == ["/a", "/b", "/c"]
 
 
 def _workload(root, api):

@@ -15,6 +15,12 @@ What the low-level API buys, measured on the bench's trees:
 - a failed lookup is cached by the kernel for ``negative_timeout`` (also on
   read-write mounts: every change goes through the kernel, which drops the
   negative entry when it creates the name);
+- readdirplus carries attributes only while walkers go on to look the
+  listed files up (``_PlusPolicy``);
+- on read-only mounts opendir answers ENOSYS: the kernel then opens
+  directories without a request and caches every listing. (Files are not
+  treated so: a member that cannot be read must fail open(2), which the
+  kernel would no longer ask about.)
 - no per-request path building, locking and dict-to-struct conversion in
   libfuse's high-level layer and mfusepy.
 
@@ -37,7 +43,6 @@ from itertools import accumulate
 
 from archfs.mount import fusell as ll
 from archfs.mount.inodes import InodeTable
-from archfs.mount.openless import OpenlessReads
 
 log = logging.getLogger("archfs.mount")
 
@@ -203,8 +208,7 @@ class LowLevelFUSE:
         self.negative_timeout = float(negative_timeout)
         self.read_only = bool(options.get("ro"))
         self.inodes = InodeTable()
-        self._openless = None           # set in init where the kernel allows it
-        self._no_opendir = False        # likewise
+        self._no_opendir = False        # set in init where the kernel allows it
         self._listings = OrderedDict()  # inode -> _DirStream, without opendir
         self._listings_lock = threading.Lock()
         self._plus = _PlusPolicy()
@@ -361,8 +365,6 @@ class LowLevelFUSE:
         want &= ~ll.CAP_READDIRPLUS_AUTO
         want &= ~(ll.CAP_SPLICE_READ | ll.CAP_SPLICE_WRITE | ll.CAP_SPLICE_MOVE)
         c.want = want
-        if self.read_only and c.capable & ll.CAP_NO_OPEN_SUPPORT:
-            self._openless = OpenlessReads(self.operations, ll.fuse_file_info)
         if self.read_only and c.capable & ll.CAP_NO_OPENDIR_SUPPORT:
             self._no_opendir = True
         try:
@@ -373,8 +375,6 @@ class LowLevelFUSE:
     def _destroy(self, userdata):
         _pin_thread_state()
         try:
-            if self._openless is not None:
-                self._openless.close_all()
             self.operations.destroy(None)
         except BaseException:
             log.exception("destroy failed")
@@ -404,18 +404,16 @@ class LowLevelFUSE:
     def _forget(self, req, ino, nlookup):
         if not getattr(_thread_state, "pinned", False):
             _pin_thread_state()
-        if self.inodes.forget(ino, nlookup) and self._openless is not None:
-            self._openless.forget(ino)
+        self.inodes.forget(ino, nlookup)
         ll.reply_none(req)
 
     def _forget_multi(self, req, count, forgets):
         if not getattr(_thread_state, "pinned", False):
             _pin_thread_state()
-        forget, openless = self.inodes.forget, self._openless
+        forget = self.inodes.forget
         for i in range(count):
             item = forgets[i]
-            if forget(item.ino, item.nlookup) and openless is not None:
-                openless.forget(item.ino)
+            forget(item.ino, item.nlookup)
         ll.reply_none(req)
 
     @_request
@@ -511,11 +509,6 @@ class LowLevelFUSE:
 
     @_request
     def _open(self, req, ino, fi):
-        if self._openless is not None:
-            # read-only: the kernel takes ENOSYS as "opens need no request"
-            # from now on, and keeps every file's cached pages (openless.py)
-            ll.reply_err(req, errno.ENOSYS)
-            return
         info = fi.contents
         self.operations.open(self._path(ino), info)
         self._opened(ino, info.fh)
@@ -544,11 +537,7 @@ class LowLevelFUSE:
 
     @_request
     def _read(self, req, ino, size, offset, fi):
-        info = fi.contents
-        if info.fh == 0 and self._openless is not None:
-            data = self._openless.read(ino, self._path(ino), size, offset)
-        else:
-            data = self.operations.read(None, size, offset, info)
+        data = self.operations.read(None, size, offset, fi.contents)
         ll.reply_buf(req, data, len(data))
 
     @_request
@@ -558,9 +547,6 @@ class LowLevelFUSE:
 
     @_request
     def _flush(self, req, ino, fi):
-        if self._openless is not None and fi.contents.fh == 0:
-            ll.reply_err(req, errno.ENOSYS)      # nothing to flush: never ask again
-            return
         self.operations.flush(self.inodes.path(ino), fi.contents)
         ll.reply_err(req, 0)
 
