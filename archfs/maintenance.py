@@ -27,19 +27,23 @@ def repair(path: str, quiet: bool = False) -> int:
 
 
 def compact(path: str, quiet: bool = False) -> int:
-    """Rewrite the archive at ``path`` without dead space; prints the sizes."""
+    """Reclaim the dead space of the archive at ``path``; prints the sizes,
+    or that there was too little to be worth it (and changes nothing)."""
     before = os.path.getsize(path)
     started = time.monotonic()
     bar = ProgressBar(enabled=None if not quiet else False)
     archive = archive_class(path)(url=path, mode="a", opts={"progress": bar})
     try:
-        archive.compact()
+        done = archive.compact()
+        detail = getattr(archive, "compaction_detail", "")
     finally:
         bar.finish()
         archive.close()
     after = os.path.getsize(path)
     log.info("compaction of %s took %.1f s", path, time.monotonic() - started)
     if not quiet:
-        print("%s: %s -> %s bytes" % (path, "{:,}".format(before), "{:,}".format(after)),
-              file=sys.stdout)
+        if done is False:
+            print("%s: left as it is (%s)" % (path, detail or "nothing to reclaim"))
+        else:
+            print("%s: %s -> %s bytes" % (path, "{:,}".format(before), "{:,}".format(after)))
     return 0

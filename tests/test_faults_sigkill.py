@@ -15,18 +15,24 @@ kill itself is what the first test adds), so one mount yields dozens of
 crash points. Every copy must recover to a state the workload allows as of
 that instant.
 
-Iterations: ``scaled(ITERATIONS)`` and ``scaled(FROZEN_RUNS)`` (see ``stress.py``).
+A third test does the first on a 200,000-member archive, where commits are
+journal records and checkpoints move members over the last directory.
+
+Iterations: ``scaled(ITERATIONS)``, ``scaled(FROZEN_RUNS)`` and
+``scaled(BIG_ITERATIONS)`` (see ``stress.py``).
 """
 
 import os
 import random
 import shutil
 import signal
+import struct
 import threading
 import time
 import zipfile
+import zlib
 
-from mount_fixtures import is_mounted
+from mount_fixtures import is_mounted, run
 from archfs.zipengine.repair import repair as repair_in_process
 from stress import assert_valid_zip, repair, scaled
 
@@ -249,3 +255,116 @@ def test_frozen_daemon_copies_recover(tmp_path, mounter):
         copies += len(taken)
         assert work.fsyncs > 10, "the workload hardly ran"
     assert copies >= 10 * runs
+
+
+# -- a big archive: commits are journal records, checkpoints move members ----------------
+
+BIG_MEMBERS = 200_000
+BIG_ITERATIONS = 3
+
+
+def _many_members(path, count) -> None:
+    """``count`` stored members (100 directories, tiny files), written
+    directly: Python's zipfile takes tens of seconds for this many."""
+    local = struct.Struct("<4sHHHHHLLLHH")
+    central = struct.Struct("<4sHHHHHHLLLHHHHHLL")
+    out, directory, pos = [], [], 0
+    for i in range(count):
+        if i < 100:
+            name, data, attr = b"d%02d/" % i, b"", (0o40755 << 16) | 0x10
+        else:
+            name, data, attr = b"d%02d/m%06d" % (i % 100, i), b"%d\n" % i, 0o100644 << 16
+        crc = zlib.crc32(data)
+        out.append(local.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x5021, crc, len(data), len(data),
+                              len(name), 0) + name + data)
+        directory.append(central.pack(b"PK\x01\x02", 0x031E, 20, 0, 0, 0, 0x5021, crc,
+                                      len(data), len(data), len(name), 0, 0, 0, 0, attr,
+                                      pos) + name)
+        pos += local.size + len(name) + len(data)
+    cd = b"".join(directory)
+    zip64 = struct.pack("<4sQHHLLQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count,
+                        len(cd), pos)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, pos + len(cd), 1)
+    end = struct.pack("<4sHHHHLLH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(cd), pos, 0)
+    with open(path, "wb") as f:
+        f.write(b"".join(out) + cd + zip64 + locator + end)
+
+
+class SmallFiles:
+    """Writes small new files through the mount, each fsynced, sometimes
+    replacing one written before and sometimes pausing (so a checkpoint
+    after an idle period can run, and be killed)."""
+
+    def __init__(self, root, seed: int):
+        self.root = root
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.durable = {}          # name -> bytes an fsync confirmed
+        self.later = {}            # name -> versions written after that (fsync unconfirmed)
+        self.ended_by = self.ended_at = self.error = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                if self.durable and self.rng.random() < 0.2:
+                    name = self.rng.choice(sorted(self.durable))
+                else:
+                    name = "w%d/f%04d" % (self.seed, n)
+                data = ("%s #%d " % (name, n)).encode() + self.rng.randbytes(
+                    self.rng.choice([10, 1000, 3000]))
+                path = os.path.join(self.root, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.later.setdefault(name, []).append(data)
+                with open(path, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.durable[name] = data
+                self.later[name] = []
+                if self.rng.random() < 0.1:
+                    time.sleep(self.rng.uniform(0.1, 0.4))
+        except OSError as exc:
+            self.ended_by, self.ended_at = exc, time.monotonic()
+        except BaseException as exc:
+            self.error = exc
+
+
+def test_sigkill_while_fsyncing_small_files_into_a_big_archive(tmp_path, mounter):
+    """A 200,000-member archive: every fsync is a journal record (no central
+    directory), and a pause sets off a checkpoint that moves the new members
+    down over the last directory. SIGKILL at a random moment: after the
+    next mount or ``archfs repair`` every fsynced file is there, whole."""
+    archive = tmp_path / "big.zip"
+    _many_members(archive, BIG_MEMBERS)
+    durable = {}         # name -> the versions the archive may hold: fsynced last, or later
+    for seed in range(scaled(BIG_ITERATIONS)):
+        rng = random.Random(500 + seed)
+        interval = rng.choice(["0", "0.1", "1"])
+        m = mounter(archive, "commit_interval=" + interval, "checkpoint_idle=0.15",
+                    mountpoint=tmp_path / ("mnt%d" % seed))
+        work = SmallFiles(str(m.path), seed)
+        writer = threading.Thread(target=work.run, daemon=True)
+        writer.start()
+        time.sleep(rng.uniform(0.3, 2.5))
+        _kill(m, work, writer)
+        assert work.error is None, work.error
+        for name, data in work.durable.items():
+            durable[name] = [data] + work.later[name]
+        if seed % 2:
+            repair(archive)
+        again = mounter(archive, mountpoint=tmp_path / ("check%d" % seed))
+        for name, allowed in durable.items():
+            found = (again.path / name).read_bytes()
+            assert found in allowed, (seed, name)
+            durable[name] = [found]      # what the next round starts from
+        again.unmount()                  # the checkpoint at unmount
+    assert len(durable) > 3 * scaled(BIG_ITERATIONS), "the writer hardly fsynced anything"
+    with zipfile.ZipFile(archive) as zf:         # a zip again, nothing else in it
+        assert all(zf.read(name) == found for name, (found,) in durable.items())
+        dirs = {os.path.dirname(name) + "/" for name in durable}
+        assert len(zf.namelist()) == BIG_MEMBERS + len(durable) + len(dirs)
+    result = run(["unzip", "-tqq", archive], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

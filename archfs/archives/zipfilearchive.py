@@ -11,7 +11,9 @@ first line) for traditional PKWARE encryption, else the environment variable
 deflate (default), bzip2, lzma, zstd or xz); ``compression_level`` (0-9,
 default 6; 0 stores);
 ``compact_ratio``; ``index_cache`` (``0`` not to save/load the member index of
-big archives); ``progress`` (a callable ``(what, done, total)``).
+big archives); ``checkpoint_idle`` (seconds without commits after which the
+file is made a complete zip for other readers again; 0 never);
+``progress`` (a callable ``(what, done, total)``).
 Mode ``'r'`` opens read-only; ``'w'``, ``'a'`` or any mode with ``'+'`` opens
 read-write and creates a missing archive (an existing one is never
 truncated, unlike ``zipfile``'s ``'w'``).
@@ -114,6 +116,11 @@ class ZipfileArchive(AbstractArchive):
         "index_cache": Option("index_cache", "0/1", "1",
                               "save and load the member index of big archives in "
                               "$XDG_CACHE_HOME/archfs/index", optionspec.boolean),
+        "checkpoint_idle": Option("checkpoint_idle", "S", "5",
+                                  "after S seconds without commits, write the central "
+                                  "directory so other programs read the archive whole; 0: "
+                                  "only at unmount (see How writes reach the archive)",
+                                  optionspec.seconds),
     }
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
@@ -132,6 +139,7 @@ class ZipfileArchive(AbstractArchive):
             compact_ratio=float(opts.get("compact_ratio", 0.5)),
             progress=opts.get("progress"),
             index_cache=str(opts.get("index_cache", "1")).lower() not in ("0", "no", "off", "false"),
+            checkpoint_idle=float(opts.get("checkpoint_idle", StoreOptions.checkpoint_idle)),
         )
         self._store = ZipStore(self._path, writable, options)
         self._tmpdir: Optional[str] = None
@@ -277,9 +285,14 @@ class ZipfileArchive(AbstractArchive):
         return False
 
     def compact(self) -> bool:
-        """Rewrite the archive without dead space, atomically."""
+        """Reclaim dead space, crash-safely; False when there is too little
+        (``compaction_detail`` says what was done, or why not)."""
         self._check_writable()
         return self._store.compact()
+
+    @property
+    def compaction_detail(self) -> str:
+        return self._store.last_compaction
 
     @classmethod
     def repair(cls, url, progress=None) -> str:

@@ -171,6 +171,14 @@ class Parsed(NamedTuple):
 def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
                            progress=None) -> Parsed:
     """Parse the central directory described by ``end``."""
+    table, bad = parse_records(fd, file_size, end, path, progress)
+    mark_overlaps(table, bad, end.cd_start)    # before the tree respells duplicate names
+    tree = Tree.build(table)
+    return Parsed(table, tree, bad)
+
+
+def parse_records(fd: int, file_size: int, end: EndRecord, path: str, progress=None):
+    """(table, bad) of the central directory described by ``end``, no tree yet."""
     if end.cd_start + end.cd_size > end.eocd_pos or end.cd_start < 0:
         raise CorruptArchiveError(
             "%s: central directory (offset %d, %d bytes) lies outside the file (%d bytes)"
@@ -189,12 +197,10 @@ def read_central_directory(fd: int, file_size: int, end: EndRecord, path: str,
     if cursor.count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
         raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
                                   % (path, cursor.count, end.entries))
-    _mark_overlaps(table, bad, end.cd_start)    # before the tree respells duplicate names
-    tree = Tree.build(table)
-    return Parsed(table, tree, bad)
+    return table, bad
 
 
-def _mark_overlaps(table: EntryTable, bad: Dict[int, str], cd_start: int) -> None:
+def mark_overlaps(table: EntryTable, bad: Dict[int, str], cd_start: int) -> None:
     """Members whose data runs into another member's header (a zip bomb trick).
     A record repeated whole (same name, same data) is one member listed twice."""
     offsets, csizes, dead = table.offset, table.csize, table.dead

@@ -43,7 +43,11 @@ class EntryTable:
     """Columns of member metadata plus per-row bookkeeping for commits.
 
     ``record_at`` is where a row's central-directory record can be copied
-    verbatim from the last committed central directory (-1: rebuild it);
+    verbatim from the last committed central directory or journal record
+    (-1: rebuild it); ``durable_at`` is where the record describing the
+    row's last committed state starts (-1: none), which a journal record
+    names when it supersedes or removes the row; ``changed`` holds the rows
+    added or touched since the last commit;
     ``relocate`` marks rows whose local header no longer matches the name
     archfs will write, so their data must be copied under a new header.
     ``extras`` and ``comments`` hold the rare foreign extra fields and file
@@ -64,6 +68,8 @@ class EntryTable:
         self.gid = array("I")
         self.record_at = array("q")
         self.record_len = array("I")
+        self.durable_at = array("q")
+        self.changed: set = set()
         self.dead = bytearray()
         self.relocate = bytearray()
         self.extras: Dict[int, bytes] = {}
@@ -78,7 +84,8 @@ class EntryTable:
     def add(self, name: str, offset: int, csize: int, usize: int, crc: int,
             method: int, flags: int, mtime_ns: int, mode: int,
             uid: int = NO_OWNER, gid: int = NO_OWNER,
-            record_at: int = -1, record_len: int = 0, relocate: bool = False) -> int:
+            record_at: int = -1, record_len: int = 0, relocate: bool = False,
+            durable_at: int = -1) -> int:
         """Append a row and return its index."""
         self.names.append(name)
         self.offset.append(offset)
@@ -93,9 +100,12 @@ class EntryTable:
         self.gid.append(gid)
         self.record_at.append(record_at)
         self.record_len.append(record_len)
+        self.durable_at.append(durable_at)
         self.dead.append(0)
         self.relocate.append(1 if relocate else 0)
-        return len(self.names) - 1
+        row = len(self.names) - 1
+        self.changed.add(row)
+        return row
 
     def row(self, i: int) -> Row:
         return Row(self.names[i], self.offset[i], self.csize[i], self.usize[i],
@@ -122,6 +132,7 @@ class EntryTable:
     def touch(self, i: int) -> None:
         """Row ``i`` changed in place: its central record must be rebuilt."""
         self.record_at[i] = -1
+        self.changed.add(i)
 
     def live(self) -> List[int]:
         """Indices of live rows in archive order (by local header offset)."""

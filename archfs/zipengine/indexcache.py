@@ -23,10 +23,10 @@ from archfs.zipengine.tree import DirNode, Tree
 log = logging.getLogger("archfs.zip")
 
 MAGIC = b"ARCHFSIX"
-VERSION = 2
+VERSION = 3
 MIN_MEMBERS = 20000            # smaller archives parse faster than a cache loads
 _COLUMNS = ("offset", "csize", "usize", "crc", "method", "flags", "mtime_ns", "mode",
-            "uid", "gid", "record_at", "record_len")
+            "uid", "gid", "record_at", "record_len", "durable_at")
 _LENGTH = struct.Struct("<Q")
 
 
@@ -48,15 +48,16 @@ def _key(fd: int, path: str, end) -> dict:
 
 
 def save(path: str, fd: int, end, table: EntryTable, tree: Tree, bad: dict,
-         directory: Optional[str] = None) -> None:
-    """Write the index of an archive (silently skipped when it cannot be)."""
+         directory: Optional[str] = None, extra: Optional[dict] = None) -> None:
+    """Write the index of an archive (silently skipped when it cannot be);
+    ``extra`` is the store's own state, returned as it was by ``load``."""
     try:
-        _save(path, fd, end, table, tree, bad, directory)
+        _save(path, fd, end, table, tree, bad, directory, extra or {})
     except (OSError, ValueError, UnicodeError) as exc:
         log.info("not saving the index of %s: %s", path, exc)
 
 
-def _save(path, fd, end, table, tree, bad, directory) -> None:
+def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
     target = _cache_file(path, directory)
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     dir_paths = list(tree.dirs)
@@ -74,6 +75,7 @@ def _save(path, fd, end, table, tree, bad, directory) -> None:
         "extras": {str(r): v.hex() for r, v in table.extras.items()},
         "comments": {str(r): v.hex() for r, v in table.comments.items()},
         "raw_dos": {str(r): list(v) for r, v in table.raw_dos.items()},
+        "store": extra,
     }
     # sections are written piece by piece so saving never holds a second copy
     sections = [[json.dumps(header).encode()], _joined(table.names), _joined(dir_paths),
@@ -111,7 +113,7 @@ def _write_section(out, pieces) -> None:
 
 
 def load(path: str, fd: int, end, directory: Optional[str] = None):
-    """(table, tree, bad) from a valid saved index, or None."""
+    """(table, tree, bad, extra) from a valid saved index, or None."""
     target = _cache_file(path, directory)
     try:
         with open(target, "rb") as f:
@@ -164,7 +166,7 @@ def _load(f, key: dict):
     table.raw_dos = {int(r): tuple(v) for r, v in header["raw_dos"].items()}
     bad = {int(r): why for r, why in header["bad"].items()}
     tree = _load_tree(table, dir_paths, [section() for _ in range(4)])
-    return table, tree, bad
+    return table, tree, bad, header.get("store", {})
 
 
 def _load_tree(table: EntryTable, dir_paths, sections) -> Tree:

@@ -150,6 +150,7 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
     table.uid.extend(uid if uid is not None else array("I", [NO_OWNER]) * k)
     table.gid.extend(gid if gid is not None else array("I", [NO_OWNER]) * k)
     table.record_at.extend(array("q", map(base.__add__, positions)))
+    table.durable_at.extend(table.record_at[-k:])
     table.record_len.extend(array("I", map((HEAD + xlen).__add__, nlens)))
     table.dead.extend(bytes(k))
     table.relocate.extend(bytes(k))
@@ -340,7 +341,7 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
         bad[row] = "local header offset %d is beyond any file size" % offset
     table.add(spath, start, csize, usize, crc, method, flags, mtime_ns, mode,
               uid, gid, base + pos if (canonical and not shift and not relocate) else -1,
-              rec_end - pos, relocate)
+              rec_end - pos, relocate, durable_at=base + pos)
     if row in bad:
         pass
     elif disk != cur.disk:

@@ -4,9 +4,12 @@ Three cases, tried in order:
 
 1. The archive is clean: nothing is done.
 2. A complete commit is followed by other bytes (an unfinished commit, or
-   data some other program appended): the bytes after the newest good end
-   record are cut off. Bytes that do not look like archfs's own unfinished
-   commit are first copied to ``ARCHIVE.archfs-tail-N`` so nothing is lost.
+   data some other program appended): the bytes after the newest durable
+   state (a checkpoint and the journal records after it) are cut off. Bytes
+   that do not look like archfs's own unfinished commit are first copied to
+   ``ARCHIVE.archfs-tail-N`` so nothing is lost. Journal records after the
+   last central directory are replayed and a new directory is written, so
+   the file is an ordinary zip again.
 3. No end record checks out at all (a truncated download, a broken disk):
    members are salvaged by walking the local headers from the start. A
    member counts only if its data decodes and its CRC matches; a new central
@@ -30,7 +33,7 @@ SCAN = 1 << 20
 
 
 class Outcome(NamedTuple):
-    action: str          # "clean", "cut", "salvaged"
+    action: str          # "clean", "cut", "replayed", "salvaged"
     detail: str
     members: int
 
@@ -53,12 +56,15 @@ def repair(path: str, progress: Optional[Callable[[str, int, int], None]] = None
         end = read_end(fd, size)
         if end is not None and _directory_sound(fd, size, end, path):
             return Outcome("clean", "%s: nothing to repair" % path, -1)
-        end = recovery.find_last_good_end(fd, size, path)
-        if end is not None:
-            return _cut(fd, path, end, size)
-        return _salvage(fd, path, size, progress)
+        state = recovery.find_state(fd, size, path)
+        if state is None:
+            return _salvage(fd, path, size, progress)
+        cut = _cut(fd, path, state.end, size) if state.end < size or not state.records else None
+        if not state.records:
+            return cut
     finally:
         os.close(fd)
+    return _checkpoint(path, state, cut)
 
 
 def plan(path: str) -> str:
@@ -69,17 +75,24 @@ def plan(path: str) -> str:
         end = read_end(fd, size)
         if end is not None and _directory_sound(fd, size, end, path):
             return "nothing to repair"
-        end = recovery.find_last_good_end(fd, size, path)
-        if end is None:
+        state = recovery.find_state(fd, size, path)
+        if state is None:
             return ("no usable central directory: it would salvage every intact member "
                     "into a new one")
-        tail = size - end.end
-        if recovery.is_own_tail(fd, end.end, size):
-            return ("it would cut off %s bytes of an unfinished commit after the last "
-                    "complete one" % "{:,}".format(tail))
-        return ("it would cut off %s bytes that follow the last complete commit, saving "
-                "them to %s-N first" % ("{:,}".format(tail), os.path.basename(path)
-                                        + ".archfs-tail"))
+        steps = []
+        if state.records:
+            steps.append("replay %d journal record%s after the last central directory and "
+                         "write a new one" % (len(state.records),
+                                              "" if len(state.records) == 1 else "s"))
+        tail = size - state.end
+        if tail and recovery.is_own_tail(fd, state.end, size):
+            steps.insert(0, "cut off %s bytes of an unfinished commit after the last "
+                         "complete one" % "{:,}".format(tail))
+        elif tail:
+            steps.insert(0, "cut off %s bytes that follow the last complete commit, saving "
+                         "them to %s-N first" % ("{:,}".format(tail), os.path.basename(path)
+                                                 + ".archfs-tail"))
+        return "it would " + ", then ".join(steps)
     finally:
         os.close(fd)
 
@@ -94,17 +107,32 @@ def _directory_sound(fd: int, size: int, end, path: str) -> bool:
     return True
 
 
-def _cut(fd: int, path: str, end, size: int) -> Outcome:
-    tail = size - end.end
+def _checkpoint(path: str, state, cut: Optional[Outcome]) -> Outcome:
+    """Replay the journal after the last checkpoint and write a new one."""
+    from archfs.zipengine.store import StoreOptions, ZipStore
+    store = ZipStore(path, True, StoreOptions(index_cache=False, checkpoint_idle=0))
+    try:
+        store.checkpoint()
+    finally:
+        store.close()
+    detail = "%s: replayed %d journal record%s after the last central directory and " \
+             "wrote a new one" % (path, len(state.records), "" if len(state.records) == 1 else "s")
+    if cut is not None:
+        detail += "; " + cut.detail.split(": ", 1)[1]
+    return Outcome("replayed", detail, -1)
+
+
+def _cut(fd: int, path: str, end_at: int, size: int) -> Outcome:
+    tail = size - end_at
     kept = ""
-    if not recovery.is_own_tail(fd, end.end, size):
+    if not recovery.is_own_tail(fd, end_at, size):
         side = _free_name(path + ".archfs-tail")
         with open(side, "xb") as out:
-            writer.copy_range(fd, end.end, out.fileno(), 0, tail)
+            writer.copy_range(fd, end_at, out.fileno(), 0, tail)
             out.flush()
             os.fsync(out.fileno())
         kept = "; they were saved to %s" % side
-    recovery.cut_tail(fd, end.end)
+    recovery.cut_tail(fd, end_at)
     return Outcome("cut", "%s: removed %d bytes after the last complete commit%s"
                    % (path, tail, kept), -1)
 

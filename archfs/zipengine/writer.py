@@ -21,6 +21,7 @@ WRITE_CHUNK = 1 << 20
 SMALL_FILE = 1 << 20
 ZIP64_THRESHOLD = 0xF0000000     # leave room for deflate overhead below 4 GiB
 MAX_EXTRA = 0xFFFF
+PLACEHOLDER_SIG = b"PK\x00\x00"     # a local header not yet final
 
 
 class Written(NamedTuple):
@@ -130,7 +131,11 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         flags = method_flags(method)
         zip64 = size >= ZIP64_THRESHOLD
         name = member_name_bytes(path, False)
-        placeholder = local_header(name, method, flags, mtime_ns, 0, 0, 0, zip64)
+        # until the data is written, the header carries no local header
+        # signature: recovery walks members by their headers, and must stop here
+        placeholder = PLACEHOLDER_SIG + local_header(name, method, flags, mtime_ns, 0, 0, 0,
+                                                     zip64)[4:]
+        os.pwrite(fd, placeholder, at)
         sink = _Sink(fd, at + len(placeholder))
         encoder = make_encoder(method, level) if method != fmt.STORED else None
         crc = usize = 0

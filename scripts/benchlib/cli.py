@@ -35,6 +35,10 @@ GROUP_HELP = """row groups (for --only):
                 random reads after indexing
   tar-add-big   add a 1 KiB file to a copy of a 1 GiB plain tar, until saved
   tar-add-gz    the same for a 1 GiB .tar.gz that archfs wrote before
+  edit-tiny     100 fsynced 1 KiB edits (new and changed files) in the 1,000,000-entry
+                archive, then unmount: fsync time, bytes added per fsync, unmount time,
+                size after, mount time before and after; the result is checked with
+                unzip -t, 7zz t and Python's zipfile
 
 Workloads are cached in .bench/ (set ARCHFS_BENCH_DIR to use another place);
 a full run needs about 3.5 GiB there and takes about an hour with all peers.

@@ -167,3 +167,31 @@ def saved_members(archive: Path, out: Outcome, tool: Tool, metric: str) -> dict:
                 added = tf.extractfile(members[ADDED_NAME]).read()
             return {"names": set(members), "added": added}
     raise RuntimeError(f"{tool.name} left {archive.name} in an unreadable format")
+
+
+def check_zip(archive: Path, expected: dict) -> list:
+    """What unzip -t, 7zz t and Python's zipfile say is wrong with ``archive``
+    (every member must test good; ``expected`` names hold these bytes)."""
+    problems = []
+    unzip = subprocess.run(["unzip", "-tqq", str(archive)], capture_output=True, text=True)
+    if unzip.returncode != 0:
+        problems.append(f"unzip -t: {(unzip.stdout + unzip.stderr).strip()[:200]}")
+    seven = shutil.which("7zz") or shutil.which("7z")
+    if seven:
+        test = subprocess.run([seven, "t", str(archive)], capture_output=True, text=True)
+        text = test.stdout + test.stderr
+        if test.returncode != 0 or "Everything is Ok" not in text or "WARNING" in text.upper():
+            problems.append(f"7z t: {text.strip()[-300:]}")
+    else:
+        problems.append("7z is not installed")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                problems.append(f"zipfile: {bad} fails its CRC")
+            for name, data in expected.items():
+                if zf.read(name) != data:
+                    problems.append(f"zipfile: {name} holds other bytes")
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        problems.append(f"zipfile: {exc}")
+    return problems

@@ -69,6 +69,18 @@ def table_rows(s: Sizes) -> list[Row]:
             Row(f"{group}:rand_total_s", f"{rr} ({when}): total incl. open", "s", LOWER),
             Row(f"{group}:rand_rss_mb", f"{rr} ({when}): daemon peak RSS", "MB", LOWER),
         ]
+    edits = f"{s.edit_files} fsynced 1 KiB edits, {tiny}"
+    rows += [
+        Row("edit-tiny:fsync_median_ms", f"{edits}: fsync, median", "ms", LOWER),
+        Row("edit-tiny:fsync_max_ms", f"{edits}: fsync, slowest", "ms", LOWER),
+        Row("edit-tiny:commit_kib", f"{edits}: bytes added to the archive per fsync, most",
+            "KiB", LOWER),
+        Row("edit-tiny:unmount_s", f"{edits}: then unmount until saved", "s", LOWER),
+        Row("edit-tiny:size_ratio", f"{edits}: archive size after ÷ before", "×", LOWER),
+        Row("edit-tiny:remount_before_s", f"{edits}: second mount before the edits", "s",
+            LOWER),
+        Row("edit-tiny:remount_after_s", f"{edits}: mount after the edits", "s", LOWER),
+    ]
     mixed = human_bytes(s.mixed_bytes)
     rows += [
         Row("add-mixed:total_s", f"add 1 KiB to the {mixed} archive, until saved", "s", LOWER),
@@ -111,4 +123,4 @@ def table_rows(s: Sizes) -> list[Row]:
 GROUP_ORDER = ["tree-tiny", "tree-small", "read-small", "seq-stored", "seq-deflated",
                "random-fresh", "add-mixed", "add-big", "copy-in",
                "tar-small", "tar-small-gz", "tar-small-zst", "tar-seq", "tar-seq-gz",
-               "tar-seq-zst", "tar-add-big", "tar-add-gz"]
+               "tar-seq-zst", "tar-add-big", "tar-add-gz", "edit-tiny"]

@@ -75,6 +75,21 @@ def _leaf_dirs(prefix: str, count: int) -> list[str]:
     return [f"{prefix}/g{i % tops:03d}/d{i // tops:03d}" for i in range(count)]
 
 
+def edit_targets(sizes: Sizes, count: int) -> list[str]:
+    """Names for the editing run on the tiny archive: every other one an
+    existing member (spread over the archive), the others new files."""
+    leaves = _leaf_dirs("tiny", sizes.tiny_dirs)
+    per_dir = math.ceil(sizes.tiny_files / len(leaves))
+    names = []
+    for k in range(count):
+        if k % 2:
+            i = (k * 7919 * 104729) % sizes.tiny_files
+            names.append(f"{leaves[i // per_dir]}/{i:07d}")
+        else:
+            names.append(f"edits/e{k // 10:02d}/new{k:04d}.bin")
+    return names
+
+
 class Workloads:
     """Builds or reuses every archive of one size class; gives their facts."""
 

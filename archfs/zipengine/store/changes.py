@@ -175,6 +175,7 @@ class Changes:
             if not self._tree.is_empty(path):
                 raise DirectoryNotEmpty("%s: directory not empty" % path)
             self._tree.remove_dir(path)
+            self._dirs_removed = True
             self._dirty = True
 
     def rename(self, old: str, new: str) -> None:
@@ -217,6 +218,7 @@ class Changes:
             self._dirty = True
 
     def _move_dir(self, old: str, new: str) -> None:
+        self._dirs_removed = True
         tree, table = self._tree, self._table
         cut = len(old)
         moves = []

@@ -1,90 +1,216 @@
-"""Making changes durable: copying renamed members under their new name,
-then a new central directory and end records after the appended data,
-each step fdatasync'ed (see the protocol in ``__init__.py``)."""
+"""Making changes durable: a journal record, or a checkpoint when it pays.
 
+``commit()`` appends a journal record (``journaling.py``) unless the bytes
+appended since the last checkpoint have reached the size of a central
+directory, or that directory is small (under ``journal_from``, 64 KiB): then
+a complete directory is appended instead (an *append checkpoint*), so the
+dead directory it leaves behind is never more than what was written since,
+and a small archive is a complete zip after every commit, as before. ``checkpoint()`` (unmount, idle, ``archfs repair``)
+writes the directory over the space of the last one instead (``inplace.py``)
+and falls back to appending it. Each step is fdatasync'ed (see the protocol
+in ``__init__.py``).
+"""
+
+import logging
 import os
 import time
-from typing import List
 
-from archfs.zipengine import format as fmt, indexcache, writer
-from archfs.zipengine.centraldir import read_end
 from archfs.errors import CorruptMemberError
+from archfs.zipengine import cdwrite, format as fmt, indexcache, writer
+from archfs.zipengine.centraldir import EndRecord, read_end
 from archfs.zipengine.store.options import LOCAL_OVERHEAD
 from archfs.zipengine.tree import DIR_MODE
 
+log = logging.getLogger("archfs.zip")
+
 
 class Commit:
-    """Part of ZipStore: commit() and what it writes."""
+    """Part of ZipStore: commit(), checkpoint() and what they write."""
 
     def commit(self) -> bool:
         """Make every change durable (see the protocol); False if nothing to do."""
+        return self._commit(checkpoint=False)
+
+    def checkpoint(self) -> bool:
+        """Commit, and leave the file a complete zip for every other reader,
+        reusing the space of the last central directory where it can."""
+        return self._commit(checkpoint=True)
+
+    @property
+    def has_journal(self) -> bool:
+        """Whether journal records follow the last checkpoint."""
+        return self._committed_end != self._base.end
+
+    def _commit(self, checkpoint: bool) -> bool:
         self._check_writable()
         with self._append:
-            if not self._dirty:
-                return False
-            self._check_unchanged()
-            self._persist_empty_dirs()
-            if self._committed_end == fmt.EOCD.size + len(self._comment) and self._cd_size == 0:
-                # the first members of an empty archive: write it whole and
-                # rename it in place, so it starts with a local header as
-                # readers such as 7-Zip expect, not with the old empty end record
-                return self._compact_locked()
-            self._commit_locked()
-            for _ in range(3):
-                refill = self._fill_first_hole()
-                if refill == "compact":
-                    self._compact_locked()
-                if refill in (False, "compact"):
-                    break
-                self._dirty = True
-                self._commit_locked()   # lists the filler, or moves the first member away
-            if self._dead > max(self.options.compact_min,
-                                self.options.compact_ratio * self._committed_end):
-                self._compact_locked()
-            return True
+            return self._commit_locked(checkpoint)
 
-    def _commit_locked(self) -> None:
+    def _commit_locked(self, checkpoint: bool, compact: bool = True) -> bool:
+        if not self._dirty and not (checkpoint and self.has_journal):
+            return False
+        self._check_unchanged()
+        if self._dirty:
+            self._persist_empty_dirs()
+        if self._committed_end == fmt.EOCD.size + len(self._comment) and self._cd_size == 0:
+            # the first members of an empty archive: write it whole and
+            # rename it in place, so it starts with a local header as
+            # readers such as 7-Zip expect, not with the old empty end record
+            return self._compact_locked(force=True)
+        self._commit_once(checkpoint)
+        for _ in range(3):
+            refill = self._fill_first_hole()
+            if refill == "compact":
+                self._compact_locked(force=True)
+            if refill in (False, "compact"):
+                break
+            self._dirty = True
+            self._commit_once(checkpoint)   # lists the filler, or moves the first member away
+        if compact and self._dead > max(self.options.compact_min,
+                                        self.options.compact_ratio * self._committed_end):
+            self._compact_locked()
+        if self.has_journal and self._idle is not None:
+            self._idle.poke()
+        return True
+
+    def _commit_once(self, checkpoint: bool) -> None:
+        if checkpoint:
+            self._checkpoint_locked()
+        elif self.journal_bytes >= self._cd_size or self._cd_size < self.options.journal_from:
+            self._append_checkpoint_locked()     # the directory costs no more than the data
+        else:
+            self._journal_commit_locked()
+
+    def _checkpoint_locked(self) -> None:
+        """In place when it can be done, else appended. A failure after the
+        changes are durable in the journal is logged, not raised: nothing is
+        lost, and the next checkpoint tries again."""
+        if self._dirty:
+            self._journal_commit_locked()
+        try:
+            if self._checkpoint_in_place_locked():
+                return
+        except OSError as exc:
+            log.warning("%s: could not write the central directory in place (%s); "
+                        "appending it", self.path, exc)
+        try:
+            self._append_checkpoint_locked()
+        except OSError as exc:
+            if self._dirty:
+                raise
+            log.error("%s: checkpoint failed (%s); every change is durable in the journal "
+                      "and the next mount replays it", self.path, exc)
+
+    def _append_checkpoint_locked(self) -> None:
+        """A complete central directory and end records after the data."""
         self._relocate_renamed()
         fd = self._file.fd
         os.fdatasync(fd)
+        t = self._table
+        where = self._pos.where
         with self._meta:
-            live = self._table.live()
-            pieces, lengths = self._central_directory(live)
-            listed_from = self._table.offset[live[0]] if live else self._end
+            taken, t.changed = t.changed, set()
+            died = self._newly_dead()
+            snapshot = bytes(t.dead)
+            lo, hi = self._cd_start, self._cd_start + self._cd_size
+            holes = list(self._since_base_removed)
+            for r in set(died) | {r for r in taken if not t.dead[r]}:
+                at = where(t.durable_at[r])
+                if lo <= at < hi:
+                    holes.append((at, t.record_len[r]))
+            planned = self._plan_directory(t.dead, self._since_base_rows | taken, holes,
+                                           lambda r: where(t.record_at[r]))
+            if planned is None:
+                full = self._full_directory(t.dead, taken)
+            listed_from = self._lowest_listed(t.dead)
             self._dirty = False      # changes from here on belong to the next commit
-        cd_start = pos = self._end
+        cd_start = self._end
         try:
-            for piece in pieces:
-                if isinstance(piece, tuple):
-                    writer.copy_range(fd, piece[0], fd, pos, piece[1])
-                    pos += piece[1]
-                else:
-                    pos = writer.write_all(fd, piece, pos)
-            cd_size = pos - cd_start
-            end = writer.write_all(fd, writer.end_records(cd_start, cd_size, len(live),
-                                                          self._comment), pos)
+            if planned is not None:
+                cd_end = cdwrite.write_pieces(fd, cd_start, planned.directory.pieces)
+                count = planned.count
+            else:
+                rows, plan = full
+                positions = cdwrite.write(fd, cd_start, plan)
+                cd_end, count = positions[-1], len(rows)
+            # one sync for the directory and its end records: they are written
+            # past the end into fresh blocks, so an end record that reaches the
+            # disk before its directory finds zeros there, and the open that
+            # parses it falls back to the state before (Opening._load)
+            end = writer.write_all(fd, writer.end_records(cd_start, cd_end - cd_start, count,
+                                                          self._comment), cd_end)
             os.fdatasync(fd)
         except BaseException:
-            self._dirty = True
+            with self._meta:
+                t.changed |= taken
+                self._dirty = True
             os.ftruncate(fd, self._end)
             self._remember_identity()
             raise
         with self._meta:
-            t = self._table
-            at = cd_start
-            for r, length in zip(live, lengths):
-                t.record_at[r], t.record_len[r] = at, length
-                at += length
-            self._dead += self._committed_end - self._cd_start
-            self._cd_start, self._cd_size = cd_start, cd_size
-            self._committed_end = self._end = end
+            if planned is not None:
+                self._directory_written(cd_start, planned)
+            else:
+                cdwrite.record_positions(t, rows, positions, plan.lengths,
+                                         keep_pending=t.changed)
+            self._dead += self._base.end - self._cd_start + self._journal_size
+            self._set_base(EndRecord(cd_end + self._zip64_size(cd_start, cd_end, count),
+                                     end, cd_start, cd_end - cd_start, count,
+                                     self._comment, 0), count)
+            self._durable_dead, self._durable_dead_count = snapshot, snapshot.count(1)
             self._listed_from = listed_from
         self._remember_identity()
+        self._wrote = True
 
+    def _directory_written(self, cd_start: int, planned) -> None:
+        """(holding _meta) The directory of ``planned`` is now at ``cd_start``:
+        the records it copied are found there from now on."""
+        t = self._table
+        d = planned.directory
+        self._pos.advance([(a, b, cd_start + off) for a, b, off in d.runs])
+        pending = t.changed
+        for row, off, length in d.placed:
+            address = self._pos.address(cd_start + off)
+            t.durable_at[row] = address
+            t.record_len[row] = length
+            t.record_at[row] = -1 if row in pending else address
+        self._cd_dir_first = True
+        if self._pos.crowded():
+            self._pos.materialize(t.durable_at, t.record_at)
+
+    def _full_directory(self, dead, pending):
+        """(holding _meta) Every live row in order, each record rebuilt or
+        copied: when the last directory cannot simply be carried over. The
+        columns then hold plain positions again."""
+        t = self._table
+        self._pos.materialize(t.durable_at, t.record_at)
+        rows = cdwrite.order(t, self._tree, pending, dead=dead)
+        self._cd_dir_first = True
+        return rows, cdwrite.plan(t, rows)
+
+    def _lowest_listed(self, dead) -> int:
+        """(holding _meta) The lowest offset a directory of the rows alive in
+        ``dead`` lists (the first-member filler must not write below it)."""
+        t = self._table
+        first = self._first_row
+        if 0 <= first < len(t) and not dead[first] and t.offset[first] == self._prefix:
+            return self._prefix
+        rows = cdwrite.live_rows(dead)
+        return min(map(t.offset.__getitem__, rows)) if len(rows) else self._end
+
+    @staticmethod
+    def _zip64_size(cd_start: int, cd_end: int, count: int) -> int:
+        """Bytes of zip64 end records that ``end_records`` puts before the EOCD."""
+        return len(writer.end_records(cd_start, cd_end - cd_start, count, b"")) - fmt.EOCD.size
 
     def _persist_empty_dirs(self) -> None:
-        """An implied directory left empty needs an entry, or it would vanish."""
+        """An implied directory left empty needs an entry, or it would vanish.
+        Only a removal can leave one, so the directories are looked at only
+        when rows died or directories went since the last commit."""
         with self._meta:
+            if self._table.dead.count(1) == self._durable_dead_count and not self._dirs_removed:
+                return
+            self._dirs_removed = False
             empty = [p for p, node in self._tree.dirs.items()
                      if p and node.row < 0 and not node.subdirs and node.live == 0]
         for path in empty:
@@ -100,9 +226,17 @@ class Commit:
                 self._tree.add_dir(path, row)
 
     def _relocate_renamed(self) -> None:
+        """Copy members whose local header no longer carries their name (found
+        with a scan of the relocate flags that runs in C)."""
         t = self._table
         with self._meta:
-            todo = [(r, t.row(r)) for r in t.live() if t.relocate[r]]
+            marks = t.relocate
+            todo = []
+            r = marks.find(1)
+            while r >= 0:
+                if not t.dead[r]:
+                    todo.append((r, t.row(r)))
+                r = marks.find(1, r + 1)
         src = self._file
         for r, row in todo:
             found = fmt.read_local_header(src.pread, row.offset)
@@ -124,49 +258,15 @@ class Commit:
                 if r in self._bad:
                     del self._bad[r]
 
-    def _central_directory(self, live: List[int]):
-        """The new central directory as pieces, and each record's length.
-
-        A piece is bytes (a rebuilt record) or (position, length) of a run of
-        records that can be copied verbatim from the last central directory.
-        """
-        t = self._table
-        pieces: list = []
-        lengths: List[int] = []
-        run_start = run_end = -1
-        for r in live:
-            at = t.record_at[r]
-            if at >= 0:
-                lengths.append(t.record_len[r])
-                if at != run_end:
-                    if run_start >= 0:
-                        pieces.append((run_start, run_end - run_start))
-                    run_start = at
-                run_end = at + t.record_len[r]
-                continue
-            if run_start >= 0:
-                pieces.append((run_start, run_end - run_start))
-                run_start = run_end = -1
-            record = writer.central_record(
-                t.names[r], t.mode[r], t.flags[r], t.method[r], t.mtime_ns[r],
-                t.crc[r], t.csize[r], t.usize[r], t.offset[r], t.uid[r], t.gid[r],
-                t.extras.get(r, b""), t.comments.get(r, b""), t.raw_dos.get(r))
-            pieces.append(record)
-            lengths.append(len(record))
-        if run_start >= 0:
-            pieces.append((run_start, run_end - run_start))
-        return pieces, lengths
-
-
     def _save_index(self) -> None:
-        """Keep the saved index in step with what the last commit wrote."""
+        """Keep the saved index in step with what the last checkpoint wrote."""
         if not self.options.index_cache or len(self._table) < indexcache.MIN_MEMBERS:
             return
         fd = self._file.fd
         end = read_end(fd, os.fstat(fd).st_size)
-        if end is not None:
+        if end is not None and end.eocd_pos == self._base.eocd_pos:
             with self._meta:
                 indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,
-                                self.options.index_dir)
-
-
+                                self.options.index_dir,
+                                {"positions": self._pos.state(), "records": self._base_records,
+                                 "skip": self._base_skip, "dir_first": self._cd_dir_first})

@@ -2,72 +2,180 @@
 the archive (``compaction.rewrite``), then the table pointed at the new file."""
 
 import logging
+import os
 import time
+from typing import NamedTuple
 
 from archfs.errors import ArchiveChangedError
-from archfs.zipengine import compaction
+from archfs.zipengine import cdwrite, compaction, extents, format as fmt
 from archfs.zipengine.archivefile import ArchiveFile
+from archfs.zipengine.centraldir import EndRecord, pread_exact
+from archfs.zipengine.positions import Positions
+from archfs.zipengine.store import inplace
 from archfs.zipengine.store.opening import lock_for_writing
 
 log = logging.getLogger("archfs.zip")
+
+NOTHING_BELOW = 512         # dead bytes not worth a compaction (nor 1% of the file)
+
+
+def _count(n: int) -> str:
+    return "{:,}".format(n)
+
+
+class Survey(NamedTuple):
+    """Where an archive's dead space is, measured exactly."""
+
+    size: int             # of the file
+    dead: int             # bytes no member, directory or end record uses
+    first_dead: int       # where the first dead byte is
+    in_place: int         # what moving the members after it down would reclaim
+    start_dead: bool      # the archive's first entry is dead (7-Zip then misreads it)
+    start_filled: bool    # moving members down would put one at the start
 
 
 class Compacting:
     """Part of ZipStore: compact() and the automatic compaction after a commit."""
 
-    def compact(self) -> bool:
-        """Rewrite the archive without dead space (committing pending changes)."""
+    last_compaction = ""     # what the last compact() did, in a sentence
+
+    def compact(self, full: bool = False) -> bool:
+        """Reclaim dead space, committing pending changes. False (and a
+        sentence in ``last_compaction``) when there is too little to reclaim.
+        ``full`` rewrites the whole archive whatever its dead space."""
         self._check_writable()
         with self._append:
-            self._persist_empty_dirs()
-            return self._compact_locked()
+            self._check_unchanged()
+            if self._dirty:
+                self._persist_empty_dirs()
+            return self._compact_locked(force=full)
 
-    def _compact_locked(self) -> bool:
+    def _compact_locked(self, force: bool = False) -> bool:
+        """In place when the dead space lies near the end (cost: the bytes
+        after it), else a rewrite of the whole archive beside it."""
         self._check_unchanged()
         with self._meta:
             if self._bad:
                 log.warning("%s: not compacting: %d damaged members would be lost",
                             self.path, len(self._bad))
+                self.last_compaction = "not compacted: %d damaged members would be lost" % (
+                    len(self._bad))
                 return False
+        if not force:
+            if self._dirty:
+                self._commit_locked(checkpoint=False, compact=False)
+            survey = self._survey()
+            if survey.dead <= max(NOTHING_BELOW, survey.size // 100) and not survey.start_dead:
+                self.last_compaction = ("nothing worth reclaiming: %s dead bytes in %s"
+                                        % (_count(survey.dead), _count(survey.size)))
+                log.info("%s: %s", self.path, self.last_compaction)
+                return False
+            if survey.in_place >= 0.9 * survey.dead and (
+                    survey.start_filled or not survey.start_dead) and \
+                    self._checkpoint_in_place_locked(hole=survey.first_dead, everything=True):
+                self._dead = 0
+                self.last_compaction = "moved the members after the first dead byte down"
+                return True
+        return self._rewrite_locked()
+
+    def _survey(self) -> Survey:
+        """Measure the dead space exactly: every live member's extent (a
+        sequential pass over the headers), the directory and end records."""
+        fd = self._file.fd
+        size = os.fstat(fd).st_size
+        t = self._table
+        with self._meta:
+            dead_view = self._durable_dead + b"\x01" * (len(t) - len(self._durable_dead))
+            rows = sorted(cdwrite.live_rows(dead_view), key=t.offset.__getitem__)
+            members = [(t.offset[r], t.csize[r], t.usize[r]) for r in rows]
+        lengths = extents.lengths(fd, members)
+        live = self._prefix + (self._base.end - self._cd_start)
+        first_dead = None
+        cursor = self._prefix
+        spans = []
+        for (offset, _c, _u), length, r in zip(members, lengths, rows):
+            length = length or 0
+            if first_dead is None and offset > cursor:
+                first_dead = cursor
+            if offset >= cursor:
+                live += length
+            elif offset + length > cursor:
+                live += offset + length - cursor
+            cursor = max(cursor, offset + length)
+            spans.append((offset, length, r))
+        if first_dead is None:
+            first_dead = cursor
+        dead = max(0, size - live)
+        placed = inplace.place(first_dead, size, [s for s in spans if s[0] >= first_dead])
+        in_place = 0
+        start_dead = bool(members) and first_dead == self._prefix
+        filled = False
+        if placed is not None:
+            tail = placed[1] + (self._base.end - self._cd_start)
+            in_place = max(0, size - tail)
+            filled = first_dead in placed[0].values()
+        return Survey(size, dead, first_dead, in_place, start_dead, filled)
+
+    def _rewrite_locked(self) -> bool:
+        t = self._table
+        fd = self._file.fd
+        with self._meta:
+            taken, t.changed = t.changed, set()
             self._dirty = False
-            live = self._table.live()
-            rows = [(r, self._table.row(r)) for r in live]
-            extras = {r: (self._table.extras.get(r, b""), self._table.comments.get(r, b""))
-                      for r in live}
+            live = t.live()
+            where = self._pos.where
+            spots = [(r, t.row(r), where(t.record_at[r]), t.record_len[r], bool(t.relocate[r]),
+                      (t.extras.get(r, b""), t.comments.get(r, b""))) for r in live]
         started = time.monotonic()
         try:
-            result = compaction.rewrite(self.path, self._file, self._prefix, rows, extras,
-                                        self._comment, self._progress_for("compacting"))
+            sizes = extents.lengths(fd, [(row.offset, row.csize, row.usize)
+                                         for _r, row, _a, _l, _m, _e in spots])
+            items = [compaction.Item(r, row, 0 if moved or n is None else n,
+                                     pread_exact(fd, length, at) if at >= 0 else b"", extras)
+                     for (r, row, at, length, moved, extras), n in zip(spots, sizes)]
+            result = compaction.rewrite(self.path, self._file, self._prefix, items,
+                                        self._comment, self._progress_for("compacting",
+                                                                          len(items)))
         except BaseException:
             with self._meta:
+                t.changed |= taken
                 self._dirty = True   # what it was to commit is still to be committed
             raise
         new_file = self._reopen_compacted()
         with self._meta:
             moved = result.offsets
-            t = self._table
             written = bytearray(len(t))      # rows the new file holds under their name
-            for r, _row in rows:
-                written[r] = 1
+            for item in items:
+                written[item.row] = 1
             for r in range(len(t)):
                 new_offset = moved.get(t.offset[r])
+                t.record_at[r] = t.durable_at[r] = -1
                 if new_offset is None:
                     t.dead[r] = 1   # its data is not in the new file
                     continue
                 t.offset[r] = new_offset
-                t.record_at[r] = -1
                 if written[r]:      # a row renamed meanwhile has the old name's header
                     t.relocate[r] = 0
+            self._pos = Positions()          # plain positions from here on
             for r, at, length in result.records:
+                t.durable_at[r], t.record_len[r] = at, length
                 if not t.dead[r]:
-                    t.record_at[r], t.record_len[r] = at, length
+                    t.record_at[r] = at
+            for r in t.changed:
+                t.record_at[r] = -1
+            self._cd_dir_first = True
             old_file, self._file = self._file, new_file
-            self._cd_start, self._cd_size = result.cd_start, result.cd_size
+            eocd = result.end - fmt.EOCD.size - len(self._comment)
+            self._set_base(EndRecord(eocd, result.end, result.cd_start, result.cd_size,
+                                     len(result.records), self._comment, 0), len(result.records))
+            self._durable_dead = bytes(written).translate(cdwrite.NOT_DEAD)  # not written: dead
+            self._durable_dead_count = self._durable_dead.count(1)
             self._listed_from = self._prefix
-            self._committed_end = self._end = result.end
             self._dead = 0
         old_file.release()
         self._remember_identity()
+        self._wrote = True
+        self.last_compaction = "rewrote the archive"
         log.info("compacted %s to %d bytes in %.1f s", self.path, result.end,
                  time.monotonic() - started)
         return True

@@ -38,7 +38,14 @@ class FirstEntry:
         """
         t, tree = self._table, self._tree
         with self._meta:
+            start = self._prefix
+            first = getattr(self, "_first_row", -1)
+            if (0 <= first < len(t) and not t.dead[first] and t.offset[first] == start
+                    and self._listed_from <= start):
+                return False          # the first member is alive where it was: no hole
             live = t.live()
+            if live and t.offset[live[0]] == start:
+                self._first_row = live[0]
             if not live:
                 return "compact" if self._cd_start > self._prefix else False
             start = self._prefix

@@ -2,21 +2,26 @@
 loading the member index (saved, or parsed from the central directory)
 and recovering from an unfinished commit."""
 
+import bisect
 import fcntl
 import logging
 import os
 import time
 
 from archfs.errors import ArchiveBusy, CorruptArchiveError, NoSuchFile, NotAnArchiveError
-from archfs.zipengine import compaction, indexcache, lenient, recovery, writer
+from archfs.zipengine import cdwrite, compaction, format as fmt, indexcache, lenient, recovery, writer
 from archfs.zipengine.archivefile import ArchiveFile, fsync_dir
 from archfs.zipengine.centraldir import (
     EndRecord,
     describe_unreadable,
+    mark_overlaps,
+    pread_exact,
     read_central_directory,
     read_end,
 )
+from archfs.zipengine.positions import Positions
 from archfs.zipengine.store.options import LOCAL_OVERHEAD
+from archfs.zipengine.tree import Tree
 
 log = logging.getLogger("archfs.zip")
 
@@ -69,6 +74,10 @@ class Opening:
         size = os.fstat(self._file.fd).st_size
         self._table, self._tree, self._bad = found.table, found.tree, found.bad
         self._comment = found.comment
+        self._pos = Positions()
+        self._cd_dir_first = False
+        self._set_base(EndRecord(size, size, found.cd_start, 0, len(found.table),
+                                 found.comment, 0), len(found.table))
         self._committed_end = self._end = size
         self._cd_start, self._cd_size = found.cd_start, 0
         table = self._table
@@ -90,54 +99,139 @@ class Opening:
             os.fsync(fd)
             size = os.fstat(fd).st_size
             end = read_end(fd, size)
+        state = None
         if end is None:
-            end = self._recover(fd, size)
+            state = self._recover(fd, size)
+            end = state.base
             size = os.fstat(fd).st_size
         started = time.monotonic()
-        cached = None
-        if self.options.index_cache and end.entries >= indexcache.MIN_MEMBERS:
-            cached = indexcache.load(self.path, fd, end, self.options.index_dir)
-        if cached is not None:
-            self._table, self._tree, self._bad = cached
-            how = "loaded the saved index of"
+        if state is not None:
+            how = self._load_state(fd, state)
         else:
-            parsed = read_central_directory(fd, size, end, self.path,
-                                            self._progress_for("indexing", end.entries))
-            self._table, self._tree, self._bad = parsed.table, parsed.tree, parsed.bad
-            if self.options.index_cache and len(self._table) >= indexcache.MIN_MEMBERS:
-                indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,
-                                self.options.index_dir)
-            how = "indexed"
+            try:
+                how = self._load_checkpoint(fd, size, end)
+            except CorruptArchiveError:
+                # an end record that reached the disk before all of its
+                # directory (a crash between the two): the state before it
+                state = self._recover(fd, size)
+                if state.base.eocd_pos == end.eocd_pos:
+                    raise
+                end = state.base
+                how = self._load_state(fd, state)
         elapsed = time.monotonic() - started
         if elapsed > 1:
             log.info("%s %d members of %s in %.1f s", how, len(self._table), self.path, elapsed)
         self._comment = end.comment
-        self._committed_end = end.end
-        self._end = end.end
-        self._cd_start, self._cd_size = end.cd_start, end.cd_size
         table = self._table
-        self._prefix = min(table.offset) if len(table) else end.cd_start
-        self._listed_from = self._prefix   # the lowest offset the committed directory lists
+        table.changed = set()             # what was loaded is durable
+        skip = self._base_skip_loaded
+        self._set_base(end, self._base_rows if self._base_records_loaded < 0
+                       else self._base_records_loaded)
+        removed = set()
+        if state is not None and state.records:
+            last = state.records[-1]
+            self._seq, self._last_record = last.seq, last.pos
+            self._journal_size = sum(r.end - r.pos for r in state.records)
+            self._committed_end = self._end = last.end
+            base_end = end.cd_start + end.cd_size
+            durable = table.durable_at
+            for record in state.records:
+                for p in record.removed:
+                    if end.cd_start <= p < base_end:
+                        row = bisect.bisect_left(durable, p, 0, self._base_rows)
+                        self._since_base_removed.append((p, table.record_len[row]))
+                        removed.add(p)
+            self._since_base_rows.update(r for r in range(self._base_rows, len(table))
+                                         if not table.dead[r])
+        if skip is None:       # records of rows dead from the start (duplicates)
+            skip = [(table.durable_at[r], table.record_len[r])
+                    for r in cdwrite.dead_rows(table.dead, self._base_rows)
+                    if table.durable_at[r] not in removed]
+        self._base_skip = skip
+        lowest = min(table.offset) if len(table) else end.cd_start
+        self._listed_from = lowest         # the lowest offset the committed state lists
+        self._prefix = lowest
+        if len(table):
+            first = table.offset.index(lowest)
+            self._first_row = -1 if table.dead[first] else first
+        if lowest > 0 and pread_exact(fd, 4, 0) in (fmt.LOCAL_SIG, writer.PLACEHOLDER_SIG):
+            # an entry at the start that nothing lists (a crash between the
+            # filler of a dead first member and the commit listing it), not
+            # a self-extracting stub: 7-Zip needs it listed or replaced
+            self._prefix = 0
+            self._dirty = self.writable
         self._dead = max(0, end.cd_start - self._prefix - sum(table.csize)
                          - LOCAL_OVERHEAD * len(table))
         self._remember_identity()
 
-    def _recover(self, fd: int, size: int) -> EndRecord:
-        end = recovery.find_last_good_end(fd, size, self.path)
-        if end is None:
+    def _load_checkpoint(self, fd: int, size: int, end: EndRecord) -> str:
+        """The table of a clean archive: the saved index, or a parse."""
+        cached = None
+        if self.options.index_cache and end.entries >= indexcache.MIN_MEMBERS:
+            cached = indexcache.load(self.path, fd, end, self.options.index_dir)
+        if cached is not None:
+            self._table, self._tree, self._bad, extra = cached
+            self._base_rows = len(self._table)
+            try:
+                self._pos = Positions.from_state(extra["positions"])
+                self._base_records_loaded = int(extra["records"])
+                self._base_skip_loaded = [tuple(v) for v in extra["skip"]]
+                self._cd_dir_first = bool(extra["dir_first"])
+            except (KeyError, TypeError, ValueError):
+                self._pos = Positions()
+                self._base_records_loaded = -1
+                self._base_skip_loaded = None
+                self._cd_dir_first = False
+            return "loaded the saved index of"
+        parsed = read_central_directory(fd, size, end, self.path,
+                                        self._progress_for("indexing", end.entries))
+        self._table, self._tree, self._bad = parsed.table, parsed.tree, parsed.bad
+        self._base_rows = len(self._table)
+        self._pos = Positions()
+        self._base_records_loaded = -1
+        self._base_skip_loaded = None
+        self._cd_dir_first = False
+        if self.options.index_cache and len(self._table) >= indexcache.MIN_MEMBERS:
+            skip = [(self._table.durable_at[r], self._table.record_len[r])
+                    for r in cdwrite.dead_rows(self._table.dead, self._base_rows)]
+            indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,
+                            self.options.index_dir,
+                            {"positions": self._pos.state(), "records": self._base_rows,
+                             "skip": skip, "dir_first": False})
+        return "indexed"
+
+    def _load_state(self, fd: int, state: recovery.State) -> str:
+        """The table of a checkpoint followed by journal records, replayed."""
+        table, bad = state.parsed
+        self._base_rows = len(table)
+        self._pos = Positions()
+        self._base_records_loaded = -1
+        self._base_skip_loaded = None
+        self._cd_dir_first = False
+        recovery.replay(fd, state.records, table, bad, self.path)
+        self._table, self._bad = table, bad
+        mark_overlaps(table, bad, state.records[-1].pos if state.records else state.base.cd_start)
+        self._tree = Tree.build(table)
+        return "replayed %d journal records over" % len(state.records)
+
+    def _recover(self, fd: int, size: int) -> recovery.State:
+        state = recovery.find_state(fd, size, self.path, self._progress_for("indexing"))
+        if state is None:
             raise describe_unreadable(fd, size, self.path)
-        tail = size - end.end
+        tail = size - state.end
+        if not tail:
+            return state
         if not self.writable:
             log.warning("%s: ignoring %d bytes after the last complete commit (read-only)",
                         self.path, tail)
-            return end
-        if not recovery.is_own_tail(fd, end.end, size):
+            return state
+        if not recovery.is_own_tail(fd, state.end, size):
             raise CorruptArchiveError(
                 "%s: %d bytes of unknown data follow the end of the archive; "
                 "mount it read-only, or run 'archfs repair' to cut them off" % (self.path, tail))
-        recovery.cut_tail(fd, end.end)
+        recovery.cut_tail(fd, state.end)
         log.warning("%s: recovered: dropped %d bytes of an unfinished commit", self.path, tail)
-        return end
+        return state
 
 
 def create_empty(path: str) -> None:

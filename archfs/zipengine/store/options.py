@@ -18,3 +18,5 @@ class StoreOptions:
     progress: Optional[Callable[[str, int, int], None]] = None
     index_cache: bool = True           # save/load the member index of big archives
     index_dir: Optional[str] = None    # default: $XDG_CACHE_HOME/archfs/index
+    checkpoint_idle: float = 5.0       # seconds without commits before a checkpoint; 0: never
+    journal_from: int = 64 << 10       # a smaller central directory is written at every commit

@@ -12,25 +12,33 @@ from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.memberreader import SeekIndexCache, Verdicts
 from archfs.zipengine.store.changes import Changes
 from archfs.zipengine.store.commit import Commit
+from archfs.zipengine.store.directory import DirectoryPlanning
 from archfs.zipengine.store.compacting import Compacting
 from archfs.zipengine.store.firstentry import FirstEntry
 from archfs.zipengine.store.identity import Identity
+from archfs.zipengine.store.idle import IdleCheckpoints
+from archfs.zipengine.store.inplace import InPlace
+from archfs.zipengine.store.journaling import Journaling
 from archfs.zipengine.store.opening import Opening
 from archfs.zipengine.store.options import StoreOptions
 from archfs.zipengine.store.reading import Reading
 from archfs.zipengine.tree import DIR_MODE
 
 
-class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacting):
+class ZipStore(Opening, Identity, Reading, Changes, Journaling, DirectoryPlanning, Commit,
+               InPlace, FirstEntry, Compacting):
     """An open zip archive (see the package docstring for the protocol).
 
-    State shared by the parts (set here and in ``Opening._load``):
-    ``_file`` the open ArchiveFile; ``_table``, ``_tree``, ``_bad`` the
-    members; ``_end`` where the next append goes; ``_committed_end`` the end
-    of the last committed end record; ``_cd_start``/``_cd_size`` the last
-    committed central directory; ``_prefix`` the first member's offset;
-    ``_listed_from`` the lowest offset that directory lists; ``_dead`` an
-    estimate of unreachable bytes; ``_dirty`` whether a commit is due.
+    State shared by the parts (set here, in ``Opening._load`` and in
+    ``Journaling._set_base``): ``_file`` the open ArchiveFile; ``_table``,
+    ``_tree``, ``_bad`` the members; ``_end`` where the next append goes;
+    ``_committed_end`` the end of the durable state (last checkpoint or
+    journal record); ``_base`` the last checkpoint's end record and
+    ``_cd_start``/``_cd_size`` its directory; ``_seq``/``_last_record`` the
+    journal after it; ``_durable_dead`` the dead flags as of the last
+    commit; ``_prefix`` the first member's offset; ``_listed_from`` the
+    lowest offset the checkpoint lists; ``_dead`` an estimate of unreachable
+    bytes; ``_dirty`` whether a commit is due.
 
     Locks: ``_meta`` guards the table and tree and is held only briefly;
     ``_append`` serializes writers, commits and compaction, so a long append
@@ -51,12 +59,17 @@ class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacti
         self._dirty = False
         self._closed = False
         self.warnings: List[str] = []    # said once at mount (a damaged archive read leniently)
+        self._wrote = False            # a commit of this store changed the file
+        self._dirs_removed = False     # a directory went since the last commit
+        self._first_row = -1           # the member at the archive's start, when known
         self._file = self._open_file()
         try:
             self._load()
         except BaseException:
             self._file.release()
             raise
+        delay = self.options.checkpoint_idle
+        self._idle = IdleCheckpoints(self, delay) if writable and delay > 0 else None
 
     def _progress_for(self, what: str, total: int = 0):
         report = self.options.progress
@@ -135,12 +148,18 @@ class ZipStore(Opening, Identity, Reading, Changes, Commit, FirstEntry, Compacti
     # -- closing ------------------------------------------------------------------
 
     def close(self) -> None:
+        """Commit, checkpoint (the file is a complete zip again) and save the
+        index of a big archive if this store wrote to it."""
         if self._closed:
             return
         try:
-            if self.writable and self._dirty and not self._broken:
-                self.commit()
-                self._save_index()
+            if self._idle is not None:
+                self._idle.stop()
+            if self.writable and not self._broken:
+                if self._dirty or self.has_journal:
+                    self.checkpoint()
+                if self._wrote and not self.has_journal:
+                    self._save_index()
         finally:
             self._closed = True
             self._file.release()
