@@ -369,8 +369,9 @@ OPERATIONS = {
 }
 
 # a directory this small is written at every commit by default; journal_from=0
-# makes every commit a journal record and leaves the directory to the close
-MODES = {"directory": {}, "journal": {"journal_from": 0, "checkpoint_idle": 0}}
+# makes every commit a journal record and leaves the directory to the close,
+# reuse_from=0 has the close write it over the last one
+MODES = {"directory": {}, "journal": {"journal_from": 0, "checkpoint_idle": 0, "reuse_from": 0}}
 
 
 def starting_archive(path):

@@ -76,15 +76,23 @@ class Commit:
     def _commit_once(self, checkpoint: bool) -> None:
         if checkpoint:
             self._checkpoint_locked()
-        elif self.journal_bytes >= self._cd_size or self._cd_size < self.options.journal_from:
-            self._append_checkpoint_locked()     # the directory costs no more than the data
+        elif self._directory_pays():
+            self._append_checkpoint_locked()
         else:
             self._journal_commit_locked()
 
+    def _directory_pays(self) -> bool:
+        """Whether a commit appends a whole directory: it costs no more than
+        the data appended since the last, or it is small."""
+        return self.journal_bytes >= self._cd_size or self._cd_size < self.options.journal_from
+
     def _checkpoint_locked(self) -> None:
-        """In place when it can be done, else appended. A failure after the
-        changes are durable in the journal is logged, not raised: nothing is
-        lost, and the next checkpoint tries again."""
+        """In place when it pays (``inplace.py``), else appended. A failure
+        after the changes are durable in the journal is logged, not raised:
+        nothing is lost, and the next checkpoint tries again."""
+        if self._dirty and (self._directory_pays() or not self._reuse_pays()):
+            self._append_checkpoint_locked()      # as a plain commit would
+            return
         if self._dirty:
             self._journal_commit_locked()
         try:

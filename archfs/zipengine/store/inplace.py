@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Tuple
 
 from archfs.zipengine import cdwrite, extents, journal, writer
 from archfs.zipengine.centraldir import EndRecord, pread_exact
+from archfs.zipengine.store.options import REUSE_ALWAYS
 
 log = logging.getLogger("archfs.zip")
 
@@ -52,7 +53,7 @@ class InPlace:
         durable (the last commit's state): changes made meanwhile by other
         threads stay pending for the next commit."""
         base = self._base
-        if base.shift or not base.cd_size:
+        if base.shift or not base.cd_size or (hole is None and not self._reuse_pays()):
             return False
         start = base.cd_start if hole is None else hole
         fd = self._file.fd
@@ -134,6 +135,13 @@ class InPlace:
         log.debug("%s: checkpoint in place, %d members moved, %d bytes reclaimed",
                   self.path, len(moves), reclaimed)
         return True
+
+    def _reuse_pays(self) -> bool:
+        """Whether the space a checkpoint in place reclaims (the last
+        directory and the journal, at least) is worth its syncs: a share of
+        the file (``reuse_from``), or several MiB."""
+        reclaimable = self._base.end - self._cd_start + self._journal_size
+        return reclaimable >= min(REUSE_ALWAYS, self.options.reuse_from * self._end)
 
     # -- the steps ---------------------------------------------------------------
 
@@ -266,7 +274,7 @@ def place(start: int, file_end: int, members: List[Tuple[int, int, int]]):
     Gaps are the spaces between the members from ``start`` to the end of
     the file; a member moves into the lowest gap below it that holds it
     whole, the highest member first; the first that fits nowhere stays with
-    everything below it. Returns ({row: target}, end of the last member),
+    everything below it. Members keep their order within a gap. Returns ({row: target}, end of the last member),
     or None if members overlap (left alone)."""
     gaps: List[List[int]] = []
     cursor = start
@@ -276,6 +284,8 @@ def place(start: int, file_end: int, members: List[Tuple[int, int, int]]):
         if offset > cursor:
             gaps.append([cursor, offset])
         cursor = offset + length
+    origins = [g[0] for g in gaps]
+    spots: Dict[int, int] = {}            # row -> its gap
     moves: Dict[int, int] = {}
     staying_end = start
     first_open = 0
@@ -293,10 +303,15 @@ def place(start: int, file_end: int, members: List[Tuple[int, int, int]]):
         if spot is None:
             staying_end = offset + length
             break
-        moves[row] = gaps[spot][0]
+        spots[row] = spot
         gaps[spot][0] += length
         while first_open < len(gaps) and gaps[first_open][0] >= gaps[first_open][1]:
             first_open += 1
     length_of = {row: length for _offset, length, row in members}
+    cursors = list(origins)
+    for _offset, _length, row in members:   # in each gap, in their order in the archive
+        if row in spots:
+            moves[row] = cursors[spots[row]]
+            cursors[spots[row]] += length_of[row]
     tail_end = max([staying_end] + [target + length_of[row] for row, target in moves.items()])
     return moves, tail_end

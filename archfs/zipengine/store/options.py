@@ -6,6 +6,7 @@ from typing import Callable, Optional
 from archfs.zipengine import format as fmt
 
 LOCAL_OVERHEAD = fmt.LOCAL_HEADER.size + 50   # header plus typical name/extra, for accounting
+REUSE_ALWAYS = 4 << 20
 
 
 @dataclass
@@ -20,3 +21,6 @@ class StoreOptions:
     index_dir: Optional[str] = None    # default: $XDG_CACHE_HOME/archfs/index
     checkpoint_idle: float = 5.0       # seconds without commits before a checkpoint; 0: never
     journal_from: int = 64 << 10       # a smaller central directory is written at every commit
+    # the checkpoint reuses the last directory's space (inplace.py) when that
+    # and the journal are this share of the file, or REUSE_ALWAYS bytes
+    reuse_from: float = 0.1
