@@ -32,6 +32,7 @@ class Survey(NamedTuple):
     in_place: int         # what moving the members after it down would reclaim
     start_dead: bool      # the archive's first entry is dead (7-Zip then misreads it)
     start_filled: bool    # moving members down would put one at the start
+    stale_start: bool     # an entry nothing lists lies before the first member
 
 
 class Compacting:
@@ -65,7 +66,8 @@ class Compacting:
             if self._dirty:
                 self._commit_locked(checkpoint=False, compact=False)
             survey = self._survey()
-            if survey.dead <= max(NOTHING_BELOW, survey.size // 100) and not survey.start_dead:
+            if survey.dead <= max(NOTHING_BELOW, survey.size // 100) and not (
+                    survey.start_dead or survey.stale_start):
                 self.last_compaction = ("nothing worth reclaiming: %s dead bytes in %s"
                                         % (_count(survey.dead), _count(survey.size)))
                 log.info("%s: %s", self.path, self.last_compaction)
@@ -108,13 +110,17 @@ class Compacting:
         dead = max(0, size - live)
         placed = inplace.place(first_dead, size, [s for s in spans if s[0] >= first_dead])
         in_place = 0
+        # the first entry is dead, or an entry nothing lists lies before the
+        # first member: 7-Zip then reads old contents until the archive is
+        # compacted, even with little dead space
         start_dead = bool(members) and first_dead == self._prefix
+        stale_start = self._prefix > 0 and pread_exact(fd, 4, 0) == fmt.LOCAL_SIG
         filled = False
         if placed is not None:
             tail = placed[1] + (self._base.end - self._cd_start)
             in_place = max(0, size - tail)
             filled = first_dead in placed[0].values()
-        return Survey(size, dead, first_dead, in_place, start_dead, filled)
+        return Survey(size, dead, first_dead, in_place, start_dead, filled, stale_start)
 
     def _rewrite_locked(self) -> bool:
         t = self._table

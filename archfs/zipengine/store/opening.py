@@ -154,15 +154,28 @@ class Opening:
         if len(table):
             first = table.offset.index(lowest)
             self._first_row = -1 if table.dead[first] else first
-        if lowest > 0 and pread_exact(fd, 4, 0) in (fmt.LOCAL_SIG, writer.PLACEHOLDER_SIG):
-            # an entry at the start that nothing lists (a crash between the
-            # filler of a dead first member and the commit listing it), not
-            # a self-extracting stub: 7-Zip needs it listed or replaced
+        if lowest > 0 and self._unlisted_filler(fd, lowest):
+            # an entry archfs put at the start that nothing lists (a crash
+            # between the filler of a dead first member and the commit
+            # listing it), not a stub: 7-Zip needs it listed or replaced
             self._prefix = 0
             self._dirty = self.writable
         self._dead = max(0, end.cd_start - self._prefix - sum(table.csize)
                          - LOCAL_OVERHEAD * len(table))
         self._remember_identity()
+
+    def _unlisted_filler(self, fd: int, lowest: int) -> bool:
+        """Whether the bytes before the first listed member begin with an
+        entry archfs wrote (every local header it writes is UTF-8 flagged)
+        that ends inside the gap: a filler of ``firstentry.py`` whose commit
+        did not happen, or a removed first member the filler had not yet
+        replaced. A self-extracting stub, or another tool's zip in front,
+        is kept as it is."""
+        found = fmt.read_local_header(lambda n, p: pread_exact(fd, n, p), 0)
+        if found is None:
+            return False
+        fields, data_start = found
+        return bool(fields[2] & fmt.FLAG_UTF8) and data_start + fields[7] <= lowest
 
     def _load_checkpoint(self, fd: int, size: int, end: EndRecord) -> str:
         """The table of a clean archive: the saved index, or a parse."""
