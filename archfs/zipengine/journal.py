@@ -19,14 +19,20 @@ chained to the record before it:
     40      4     number of removed positions
     44      4     number of central directory records
     48      8     length of the central directory records
-    56      8*n   removed positions: where the superseded records start
+    56      4     flags: 1 = the next field covers the data before the record
+    60      4     CRC-32 of the bytes from the previous record (or the
+                  checkpoint) up to this one: the member data it lists
+    64      8*n   removed positions: where the superseded records start
     ...           the central directory records
     -4      4     CRC-32 of everything before
 
 A record counts only if its CRC matches and its chain leads back to a
 checkpoint whose directory parses; anything after the last such record is an
-unfinished commit. The signature does not start with ``PK``, so readers that
-walk local headers stop at it as at any unknown block.
+unfinished commit. The data CRC lets a small commit make its data and its
+record durable with one sync (a record whose data did not reach the disk
+fails its check); a bigger one syncs the data first and sets no flag. The
+signature does not start with ``PK``, so readers that walk local headers
+stop at it as at any unknown block.
 """
 
 import struct
@@ -36,7 +42,8 @@ from typing import List, NamedTuple, Optional, Sequence
 from archfs.zipengine.centraldir import pread_exact
 
 MAGIC = b"ARCHFSj1"
-HEADER = struct.Struct("<8sQQQQIIQ")          # 56 bytes
+HEADER = struct.Struct("<8sQQQQIIQII")        # 64 bytes
+DATA_CRC = 1                                  # flag: data_crc covers the data before
 POSITION = struct.Struct("<Q")
 CRC = struct.Struct("<I")
 MAX_RECORD = 1 << 40                          # a sanity bound, far above any real record
@@ -52,15 +59,18 @@ class Record(NamedTuple):
     cd_start: int         # absolute position of its central records
     cd_size: int
     count: int            # number of central records
+    data_crc: Optional[int]   # CRC-32 of the data between the previous record and this
 
 
-def encode(seq: int, base: int, prev: int, removed: Sequence[int], records: Sequence[bytes]):
+def encode(seq: int, base: int, prev: int, removed: Sequence[int], records: Sequence[bytes],
+           data_crc: Optional[int] = None):
     """(record bytes, offset of the central records within it)."""
     body = b"".join(records)
-    head = HEADER.pack(MAGIC, 0, seq, base, prev, len(removed), len(records), len(body))
+    flags = 0 if data_crc is None else DATA_CRC
     removed_bytes = b"".join(POSITION.pack(p) for p in removed)
-    length = len(head) + len(removed_bytes) + len(body) + CRC.size
-    head = HEADER.pack(MAGIC, length, seq, base, prev, len(removed), len(records), len(body))
+    length = HEADER.size + len(removed_bytes) + len(body) + CRC.size
+    head = HEADER.pack(MAGIC, length, seq, base, prev, len(removed), len(records), len(body),
+                       flags, data_crc or 0)
     data = head + removed_bytes + body
     return data + CRC.pack(zlib.crc32(data)), len(head) + len(removed_bytes)
 
@@ -70,7 +80,8 @@ def read(fd: int, pos: int, file_size: int) -> Optional[Record]:
     head = pread_exact(fd, HEADER.size, pos)
     if len(head) < HEADER.size or head[:8] != MAGIC:
         return None
-    (_magic, length, seq, base, prev, n_removed, count, cd_size) = HEADER.unpack(head)
+    (_magic, length, seq, base, prev, n_removed, count, cd_size, flags,
+     data_crc) = HEADER.unpack(head)
     fixed = HEADER.size + POSITION.size * n_removed + cd_size + CRC.size
     if length != fixed or length > MAX_RECORD or pos + length > file_size:
         return None
@@ -82,7 +93,8 @@ def read(fd: int, pos: int, file_size: int) -> Optional[Record]:
     at = HEADER.size
     removed = [POSITION.unpack_from(data, at + 8 * i)[0] for i in range(n_removed)]
     cd_start = pos + at + POSITION.size * n_removed
-    return Record(pos, pos + length, seq, base, prev, removed, cd_start, cd_size, count)
+    return Record(pos, pos + length, seq, base, prev, removed, cd_start, cd_size, count,
+                  data_crc if flags & DATA_CRC else None)
 
 
 def chain(fd: int, last: Record, file_size: int) -> Optional[List[Record]]:

@@ -18,6 +18,7 @@ archive's first local header exactly at the shift.
 import bisect
 import os
 import struct
+import zlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from archfs.errors import CorruptArchiveError
@@ -82,6 +83,7 @@ def _framed(fd: int, start: int, chain: List[journal.Record]) -> bool:
     window = extents.Window(fd)
     pos = start
     for record in chain:
+        first = pos
         while pos < record.pos:
             length = _walk(window, pos)
             if length is None:
@@ -89,8 +91,21 @@ def _framed(fd: int, start: int, chain: List[journal.Record]) -> bool:
             pos += length
         if pos != record.pos:
             return False
+        if record.data_crc is not None and _crc(fd, first, record.pos) != record.data_crc:
+            return False         # synced with its data in one go, and the data did not land
         pos = record.end
     return True
+
+
+def _crc(fd: int, start: int, end: int) -> int:
+    crc = 0
+    while start < end:
+        chunk = pread_exact(fd, min(SCAN_BLOCK, end - start), start)
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        start += len(chunk)
+    return crc
 
 
 def _walk(pread, pos: int) -> Optional[int]:

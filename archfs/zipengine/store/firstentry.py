@@ -72,6 +72,7 @@ class FirstEntry:
                 return False
         kind, value = choice
         fd = self._file.fd
+        self._wrote_elsewhere = True       # the next journal record syncs this first
         if kind == "dir":
             now = time.time_ns()
             written = writer.append_bytes(fd, start, value, b"", now, 0, is_dir=True,

@@ -12,12 +12,15 @@ moved, and then in C).
 
 import logging
 import os
+import zlib
 from typing import List, Tuple
 
 from archfs.zipengine import cdwrite, journal, writer
-from archfs.zipengine.centraldir import EndRecord
+from archfs.zipengine.centraldir import EndRecord, pread_exact
 
 log = logging.getLogger("archfs.zip")
+
+ONE_SYNC = 1 << 20     # data up to this size is checked by the record's CRC, not synced first
 
 
 class Journaling:
@@ -64,10 +67,19 @@ class Journaling:
         return found
 
     def _journal_commit_locked(self) -> None:
-        """Append one journal record holding every change since the last commit."""
+        """Append one journal record holding every change since the last
+        commit. Up to ``ONE_SYNC`` bytes of data since the last record are
+        covered by the record's data CRC and synced with it; more are synced
+        first (see ``journal.py``)."""
         self._relocate_renamed()
         fd = self._file.fd
-        os.fdatasync(fd)                       # the data before the record that lists it
+        start, end = self._committed_end, self._end
+        data_crc = None
+        if end - start <= ONE_SYNC and not self._wrote_elsewhere:
+            data_crc = zlib.crc32(pread_exact(fd, end - start, start))
+        else:
+            os.fdatasync(fd)                   # the data before the record that lists it
+            self._wrote_elsewhere = False
         t = self._table
         with self._meta:
             taken, t.changed = t.changed, set()
@@ -85,12 +97,12 @@ class Journaling:
             removed = [at for at, _length in gone]
             records = [cdwrite.record_of(t, r) for r in rows]
             self._dirty = False
-        if not removed and not rows:
+        if not removed and not rows and end == start:
             with self._meta:
                 self._durable_dead, self._durable_dead_count = snapshot, snapshot.count(1)
             return
         data, cd_offset = journal.encode(self._seq + 1, self._base.eocd_pos, self._last_record,
-                                         removed, records)
+                                         removed, records, data_crc)
         pos = self._end
         try:
             writer.write_all(fd, data, pos)

@@ -62,6 +62,7 @@ class ZipStore(Opening, Identity, Reading, Changes, Journaling, DirectoryPlannin
         self._wrote = False            # a commit of this store changed the file
         self._dirs_removed = False     # a directory went since the last commit
         self._first_row = -1           # the member at the archive's start, when known
+        self._wrote_elsewhere = False  # wrote before the end since the last commit (filler)
         self._file = self._open_file()
         try:
             self._load()
