@@ -185,10 +185,15 @@ class InPlace:
 
     def _move(self, fd: int, moves: Dict[int, int], sources) -> None:
         """Step 2: each member's bytes copied to its target. Durable on return."""
-        for r, target in sorted(moves.items(), key=lambda item: item[1]):
+        progress = self._progress_for("compacting", len(moves)) if len(moves) > 4096 else None
+        for done, (r, target) in enumerate(sorted(moves.items(), key=lambda item: item[1])):
             src, length = sources[r]
             writer.copy_range(fd, src, fd, target, length)
+            if progress is not None and done % 4096 == 0:
+                progress(done)
         os.fdatasync(fd)
+        if progress is not None:
+            progress(len(moves))
 
     def _record_moves(self, fd, copy: "_Copy", moves, sources, fresh, n0: int) -> None:
         """Step 3: the journal record of the moves; then the table follows them."""
