@@ -18,7 +18,7 @@ from benchlib import machine, probes, workloads as wl
 from benchlib.mounts import Mount
 from benchlib.probes import Outcome
 from benchlib.procs import PeakRss, tree_peak_since_start
-from benchlib.settings import BENCH_DIR, Sizes, log_dir, mount_root
+from benchlib.settings import BENCH_DIR, Sizes, edit_files, log_dir, mount_root
 from benchlib.tools import Tool
 
 
@@ -250,7 +250,7 @@ def edit_run(ctx: Context, tool: Tool) -> Outcome:
         with ctx.mount(tool, archive, writable=True) as m:
             m.start()              # a first mount: builds what the tool keeps
             m.unmount()
-        targets = wl.edit_targets(ctx.sizes, ctx.sizes.edit_files)
+        targets = wl.edit_targets(ctx.sizes, edit_files(ctx.sizes))
         with ctx.mount(tool, archive, writable=True, fresh=False) as m:
             out.metrics["remount_before_s"] = m.start()
             times, growth = [], []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from benchlib.settings import Sizes
+from benchlib.settings import Sizes, edit_files
 
 LOWER, HIGHER = "lower", "higher"
 
@@ -69,7 +69,7 @@ def table_rows(s: Sizes) -> list[Row]:
             Row(f"{group}:rand_total_s", f"{rr} ({when}): total incl. open", "s", LOWER),
             Row(f"{group}:rand_rss_mb", f"{rr} ({when}): daemon peak RSS", "MB", LOWER),
         ]
-    edits = f"{s.edit_files} fsynced 1 KiB edits, {tiny}"
+    edits = f"{edit_files(s)} fsynced 1 KiB edits, {tiny}"
     rows += [
         Row("edit-tiny:fsync_median_ms", f"{edits}: fsync, median", "ms", LOWER),
         Row("edit-tiny:fsync_max_ms", f"{edits}: fsync, slowest", "ms", LOWER),
