@@ -333,3 +333,33 @@ def test_repair_replays_the_journal_into_a_zip(tmp_path):
     assert "torn.txt" not in contents and "dir05/member00005.txt" not in contents
     assert len(contents) == 3000 + 3 - 1
     assert_tools_accept(path)
+
+
+def test_rsync_a_into_a_mount_keeps_directory_times_for_unzip(tmp_path, mounter):
+    """rsync -a sets each directory's time after filling it, which gives an
+    implied directory its own entry, after its contents; the central
+    directory still lists it first, so unzip restores every directory's time."""
+    from mount_fixtures import run
+    source = tmp_path / "src"
+    stamps = {"pkg": 1_400_000_000, "pkg/sub": 1_300_000_000, "pkg/sub/deeper": 1_200_000_000}
+    for path in stamps:
+        (source / path).mkdir(parents=True)
+        (source / path / "file.txt").write_bytes(path.encode())
+    for path, stamp in sorted(stamps.items(), key=lambda item: -len(item[0])):
+        os.utime(source / path, (stamp, stamp))
+    archive = tmp_path / "r.zip"       # the directories exist only as implied ones
+    write_zip(archive, [Entry("pkg/sub/deeper/old.txt", b"already there")])
+    m = mounter(archive, "commit_interval=0")
+    run(["rsync", "-a", str(source) + "/", str(m.path) + "/"])
+    m.unmount()
+    with zipfile.ZipFile(archive) as z:
+        names = [i.filename for i in z.infolist()]
+    for i, name in enumerate(names):
+        parent = name.rstrip("/").rpartition("/")[0]
+        while parent:
+            assert parent + "/" in names[:i], (name, names)
+            parent = parent.rpartition("/")[0]
+    out = tmp_path / "out"
+    run(["unzip", "-q", str(archive), "-d", str(out)])
+    for path, stamp in stamps.items():
+        assert int(os.stat(out / path).st_mtime) == stamp, (path, names)
