@@ -5,10 +5,11 @@ appended since the last checkpoint have reached the size of a central
 directory, or that directory is small (under ``journal_from``, 64 KiB): then
 a complete directory is appended instead (an *append checkpoint*), so the
 dead directory it leaves behind is never more than what was written since,
-and a small archive is a complete zip after every commit, as before. ``checkpoint()`` (unmount, idle, ``archfs repair``)
-writes the directory over the space of the last one instead (``inplace.py``)
-and falls back to appending it. Each step is fdatasync'ed (see the protocol
-in ``__init__.py``).
+and a small archive is a complete zip after every commit, as before.
+``checkpoint()`` (unmount, idle, ``archfs repair``) writes the directory over
+the space of the last one instead (``inplace.py``) when the space that
+reclaims is worth it, else appends it. Each step is fdatasync'ed (see the
+protocol in ``__init__.py``).
 """
 
 import logging
