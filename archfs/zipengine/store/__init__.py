@@ -38,8 +38,11 @@ space of the last one (``inplace.py``).
    since the last checkpoint are moved down into the dead space that begins
    at its directory and the new directory is written after them, so the
    archive does not grow by a directory per session. The steps, and why a
-   crash in any of them loses nothing, are in ``inplace.py``. It falls back
-   to appending when it cannot (a reader has a member there open).
+   crash in any of them loses nothing, are in ``inplace.py``. It appends
+   instead when the space it would reclaim is small (under ``reuse_from``,
+   10% of the file, and 4 MiB: a small directory in a big archive is not
+   worth the extra syncs) or when it cannot (a reader has a member there
+   open).
 5. A crash leaves the durable state followed by an unfinished tail.
    Opening the archive (or ``archfs repair``) takes the newest intact
    journal record whose chain reaches a checkpoint that parses, else the
