@@ -176,7 +176,12 @@ def test_index_is_saved_after_a_mount_that_wrote(tmp_path, monkeypatch):
     index = str(tmp_path / "index")
     store = open_store(path, True, index_dir=index, checkpoint_idle=0)
     store.add_bytes("new.txt", NEW)
+    store.add_bytes("dir01/member00001.txt", b"replaced")      # dead rows in the index
+    store.remove("dir02/member00002.txt")
+    store.rename("dir03/member00003.txt", "dir04/moved.txt")
     store.commit()
+    expected = read_all(store)
+    listing = store.listdir("dir04")
     store.close()
     from archfs.zipengine.store import opening
 
@@ -185,8 +190,9 @@ def test_index_is_saved_after_a_mount_that_wrote(tmp_path, monkeypatch):
 
     monkeypatch.setattr(opening, "read_central_directory", no_parsing)
     store = open_store(path, False, index_dir=index)
-    assert read_all(store)["new.txt"] == NEW
-    assert len(store.names()) == 21001
+    assert read_all(store) == expected and expected["dir01/member00001.txt"] == b"replaced"
+    assert len(store.names()) == 21000 and "dir02/member00002.txt" not in expected
+    assert sorted(store.listdir("dir04")) == sorted(listing)
     store.close()
 
 

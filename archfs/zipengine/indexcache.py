@@ -23,7 +23,7 @@ from archfs.zipengine.tree import DirNode, Tree
 log = logging.getLogger("archfs.zip")
 
 MAGIC = b"ARCHFSIX"
-VERSION = 3
+VERSION = 4
 MIN_MEMBERS = 20000            # smaller archives parse faster than a cache loads
 _COLUMNS = ("offset", "csize", "usize", "crc", "method", "flags", "mtime_ns", "mode",
             "uid", "gid", "record_at", "record_len", "durable_at")
@@ -62,13 +62,14 @@ def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     dir_paths = list(tree.dirs)
     order = array("q")
-    starts, counts, dir_rows = array("q"), array("q"), array("q")
+    starts, counts, dir_rows, lives = array("q"), array("q"), array("q"), array("q")
     for p in dir_paths:
         node = tree.dirs[p]
         starts.append(len(order))
         order.extend(node.files)
         counts.append(len(node.files))
         dir_rows.append(node.row)
+        lives.append(node.live)
     header = {
         "key": _key(fd, path, end), "rows": len(table),
         "bad": {str(r): why for r, why in bad.items()},
@@ -81,7 +82,7 @@ def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
     sections = [[json.dumps(header).encode()], _joined(table.names), _joined(dir_paths),
                 [table.dead], [table.relocate]]
     sections += [[getattr(table, name)] for name in _COLUMNS]
-    sections += [[order], [starts], [counts], [dir_rows]]
+    sections += [[order], [starts], [counts], [dir_rows], [lives]]
     fd_out, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".idx-")
     try:
         with os.fdopen(fd_out, "wb") as out:
@@ -165,31 +166,45 @@ def _load(f, key: dict):
     table.comments = {int(r): bytes.fromhex(v) for r, v in header["comments"].items()}
     table.raw_dos = {int(r): tuple(v) for r, v in header["raw_dos"].items()}
     bad = {int(r): why for r, why in header["bad"].items()}
-    tree = _load_tree(table, dir_paths, [section() for _ in range(4)])
+    tree = _load_tree(table, dir_paths, [section() for _ in range(5)])
     return table, tree, bad, header.get("store", {})
 
 
+def _paths(table: EntryTable) -> dict:
+    """Path -> row of every live row. Built in C from all rows (a later row
+    wins a name, as a replacement is later than what it replaced), then the
+    dead rows that still hold a name are taken out: after a session that
+    changed members the index holds their dead rows too."""
+    names, dead = table.names, table.dead
+    paths = dict(zip(names, range(len(names))))
+    gone = dead.count(1)
+    if gone:
+        r = dead.find(1)
+        while r >= 0:
+            if paths.get(names[r]) == r:
+                del paths[names[r]]
+            r = dead.find(1, r + 1)
+        if len(paths) != len(names) - gone:      # a dead row hid a live one: slowly
+            paths = {name: r for r, name in enumerate(names) if not dead[r]}
+    return paths
+
+
 def _load_tree(table: EntryTable, dir_paths, sections) -> Tree:
-    order, starts, counts, dir_rows = (array("q") for _ in range(4))
-    for column, section in zip((order, starts, counts, dir_rows), sections):
+    order, starts, counts, dir_rows, lives = (array("q") for _ in range(5))
+    for column, section in zip((order, starts, counts, dir_rows, lives), sections):
         column.frombytes(section)
-    if not len(dir_paths) == len(starts) == len(counts) == len(dir_rows):
+    if not len(dir_paths) == len(starts) == len(counts) == len(dir_rows) == len(lives):
         raise ValueError("index tree is inconsistent")
     tree = Tree(table)
-    dead = table.dead
-    if dead.count(1):
-        tree.paths = {name: r for r, name in enumerate(table.names) if not dead[r]}
-    else:
-        tree.paths = dict(zip(table.names, range(len(table.names))))
+    tree.paths = _paths(table)
     dirs = tree.dirs
-    any_dead = bool(dead.count(1))
-    for path, start, count, row in zip(dir_paths, starts, counts, dir_rows):
+    for path, start, count, row, live in zip(dir_paths, starts, counts, dir_rows, lives):
         node = dirs.get(path)
         if node is None:
             node = dirs[path] = DirNode()
         node.row = row
         node.files = order[start:start + count]
-        node.live = sum(1 for r in node.files if not dead[r]) if any_dead else count
+        node.live = live
     for path in dir_paths:
         if path:
             parent, _, base = path.rpartition("/")
