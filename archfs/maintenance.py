@@ -3,7 +3,6 @@ mounted, through the plugin API, with a progress bar on a terminal."""
 
 import logging
 import os
-import sys
 import time
 
 from archfs.archives import archive_class
