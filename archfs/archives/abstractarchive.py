@@ -3,8 +3,16 @@
 The first half is the seed API that archfs adopts name for name from the
 ``imagedata`` package (``AbstractArchive``, ``Member`` and the methods listed
 in its docstring). The second half is what a filesystem needs beyond it:
-stat, directory listings, symlinks, remove, rename, mkdir/rmdir, replacing a
-member, and commit. The mount speaks only this API.
+stat, directory listings, symlinks, special files, remove, rename,
+mkdir/rmdir, owners and times, replacing a member, and commit. The mount
+speaks only this API.
+
+Owners are ``(uid, gid)`` pairs. A plugin that can record them sets
+``keeps_owners = True``; a mount by root then passes the creator's owner to
+every call that makes a member (``owner=``) and forwards chown. Keyword
+arguments added to the API over time (``owner``, ``atime_ns``, ``ctime_ns``)
+are passed only when they carry a value, so a plugin written against an
+older API keeps working where they are not needed.
 
 Paths in the filesystem half are archive-relative, separated by ``/``, with no
 leading slash; ``""`` is the root directory. Seed methods accept a ``Member``
@@ -53,9 +61,12 @@ class MemberStat(NamedTuple):
     ``mode`` is a full ``st_mode`` (type bits and permission bits).
     ``mtime_ns`` has the precision the archive holds. ``uid``/``gid`` are
     None unless the archive records an owner. ``nlink`` is the link count
-    (0: the mount's default, 1 for a file, 2 for a directory); ``ino`` the
-    inode number, given by plugins whose ``uses_inodes`` is True (hard
-    links share one); ``rdev`` the device number of a device file.
+    (0: the mount's default, 1 for a file, 2 for a directory; a plugin that
+    knows better says 2 plus the subdirectories); ``ino`` the inode number,
+    given by plugins whose ``uses_inodes`` is True (hard links share one);
+    ``rdev`` the device number of a device file. ``atime_ns`` and
+    ``ctime_ns`` (the last change of content or attributes) default to the
+    mtime.
     """
 
     mode: int
@@ -66,6 +77,8 @@ class MemberStat(NamedTuple):
     nlink: int = 0
     ino: Optional[int] = None
     rdev: int = 0
+    atime_ns: Optional[int] = None
+    ctime_ns: Optional[int] = None
 
     @property
     def is_dir(self) -> bool:
@@ -128,6 +141,8 @@ class AbstractArchive(metaclass=ABCMeta):
 
     plugin_type = "archive"
     suffixes: Tuple[str, ...] = ()
+    keeps_owners = False     # True: owner= and chown are recorded (see the module docstring)
+    name_max = 255           # bytes in one path component
 
     def __init__(self, name, description, authors, version, url, _mimetypes):
         self.__name = name
@@ -213,7 +228,8 @@ class AbstractArchive(metaclass=ABCMeta):
         """Write bytes as the named member, replacing any member of that name.
 
         ``mode`` and ``mtime_ns`` as for ``replace_localfile`` (default: keep
-        the old member's permission bits, else 0o644; now)."""
+        the old member's permission bits, else 0o644; now); so are the
+        optional ``owner``, ``atime_ns`` and ``ctime_ns``."""
 
     @abstractmethod
     def is_file(self, member):
@@ -289,14 +305,16 @@ class AbstractArchive(metaclass=ABCMeta):
 
     def replace_localfile(self, local_file: str, filename: str, *,
                           mode: Optional[int] = None,
-                          mtime_ns: Optional[int] = None) -> None:
+                          mtime_ns: Optional[int] = None, **attrs) -> None:
         """Store a local file as ``filename``, replacing a member of that name.
 
         An archive never holds two members of one name. ``mode`` is the
         permission bits to record (default: keep the old member's, else 0o644);
         ``mtime_ns`` defaults to the local file's mtime. Missing parent
         directories are implied. Raises IsADirectory if ``filename`` is a
-        directory.
+        directory. Optional ``attrs``: ``owner`` (default: the old member's),
+        ``atime_ns`` (default: the mtime), ``ctime_ns`` (when the content or
+        attributes last changed, if the plugin reports ctime).
         """
         raise NotSupported("replace is not supported by %s" % self.name)
 
@@ -304,8 +322,9 @@ class AbstractArchive(metaclass=ABCMeta):
         """Remove a file or symlink member (IsADirectory for directories)."""
         raise NotSupported("remove is not supported by %s" % self.name)
 
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
-        """Create a directory; FileAlreadyExistsError if the name is taken."""
+    def mkdir(self, path: str, mode: int = 0o755, **attrs) -> None:
+        """Create a directory; FileAlreadyExistsError if the name is taken.
+        Optional ``owner``."""
         raise NotSupported("mkdir is not supported by %s" % self.name)
 
     def rmdir(self, path: str) -> None:
@@ -322,17 +341,40 @@ class AbstractArchive(metaclass=ABCMeta):
         """
         raise NotSupported("rename is not supported by %s" % self.name)
 
-    def symlink(self, target: str, path: str) -> None:
-        """Create a symbolic link ``path`` pointing at ``target``."""
+    def symlink(self, target: str, path: str, **attrs) -> None:
+        """Create a symbolic link ``path`` pointing at ``target``. Optional ``owner``."""
         raise NotSupported("symlinks are not supported by %s" % self.name)
+
+    def mknod(self, path: str, mode: int, rdev: int = 0, **attrs) -> None:
+        """Create a FIFO, socket, character or block device (``mode`` carries
+        the file type; ``rdev`` the device number). Optional ``owner``."""
+        raise NotSupported("special files are not supported by %s" % self.name)
 
     def chmod(self, path: str, mode: int) -> None:
         """Set the permission bits (``mode & 0o7777``)."""
         raise NotSupported("chmod is not supported by %s" % self.name)
 
-    def utime(self, path: str, mtime_ns: int) -> None:
-        """Set the modification time."""
+    def chown(self, path: str, uid: Optional[int], gid: Optional[int]) -> None:
+        """Record a new owner (None leaves that part as it is); the caller
+        has checked the permission. Only for plugins with ``keeps_owners``."""
+        raise NotSupported("owners are not recorded by %s" % self.name)
+
+    def utime(self, path: str, mtime_ns: Optional[int], atime_ns: Optional[int] = None) -> None:
+        """Set the modification time and, where the plugin keeps one, the
+        access time (None leaves either as it is)."""
         raise NotSupported("utime is not supported by %s" % self.name)
+
+    def check_new_name(self, path: str) -> None:
+        """Refuse a name this archive cannot hold, before anything is made
+        under it: NameTooLong (ENAMETOOLONG) for a component longer than
+        ``name_max`` bytes, InvalidArgument (EINVAL) for other names, each
+        with the reason in its message. The default checks the length only."""
+        for part in path.split("/"):
+            size = len(part.encode("utf-8", "surrogateescape"))
+            if size > self.name_max:
+                from archfs.errors import NameTooLong
+                raise NameTooLong("%s...: a name component of %d bytes (at most %d)"
+                                  % (part[:40], size, self.name_max))
 
     def commit(self):
         """Make every change so far durable in the archive on disk. Called

@@ -112,6 +112,7 @@ class FilesystemArchive(AbstractArchive):
     url = ""  # no public site yet
     mimetypes = ["*"]
     suffixes = ()
+    keeps_owners = True      # real chown; only root may give files away
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=True,
                  opts=None):
@@ -285,13 +286,16 @@ class FilesystemArchive(AbstractArchive):
             raise _archfs_error(exc, os.fspath(local_file)) from None
         self.replace_localfile(local_file, name, mode=_stat.S_IMODE(st.st_mode))
 
-    def writedata(self, filename, data, *, mode=None, mtime_ns=None):
-        """Store ``data`` (bytes-like) as ``filename``, replacing any such member."""
+    def writedata(self, filename, data, *, mode=None, mtime_ns=None, owner=None,
+                  atime_ns=None, ctime_ns=None):
+        """Store ``data`` (bytes-like) as ``filename``, replacing any such member.
+        (``ctime_ns`` is accepted and ignored: the directory keeps real ctimes.)"""
         if isinstance(data, str):
             raise TypeError("writedata needs bytes, not str")
         name, path = self._writable_path(filename)
         self._store(name, path, lambda out: out.write(data), mode,
-                    time.time_ns() if mtime_ns is None else mtime_ns)
+                    time.time_ns() if mtime_ns is None else mtime_ns, owner=owner,
+                    atime_ns=atime_ns)
 
     def is_file(self, member):
         """Whether ``member`` is a regular file (following symlinks inside the
@@ -326,7 +330,9 @@ class FilesystemArchive(AbstractArchive):
         st = self._lstat(local, member_name(path))
         if st is None:
             raise NoSuchFile("no such member: %s" % member_name(path))
-        return MemberStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+        return MemberStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid,
+                          nlink=st.st_nlink, rdev=st.st_rdev, atime_ns=st.st_atime_ns,
+                          ctime_ns=st.st_ctime_ns)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         """Sorted ``(name, st_mode)`` children; the mode is the type bits,
@@ -353,7 +359,8 @@ class FilesystemArchive(AbstractArchive):
         except OSError as exc:
             raise _archfs_error(exc, name) from None
 
-    def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None):
+    def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None, owner=None,
+                          atime_ns=None, ctime_ns=None):
         """Atomically store a copy of ``local_file`` as ``filename``.
 
         Copies into a temporary file beside the target, fsyncs it and renames
@@ -370,12 +377,13 @@ class FilesystemArchive(AbstractArchive):
             if mtime_ns is None:
                 mtime_ns = os.fstat(src.fileno()).st_mtime_ns
             self._store(name, path, lambda out: shutil.copyfileobj(src, out, _COPY_CHUNK),
-                        mode, mtime_ns, old)
+                        mode, mtime_ns, old, owner=owner, atime_ns=atime_ns)
 
-    def _store(self, name, path, fill, mode, mtime_ns, old=None):
+    def _store(self, name, path, fill, mode, mtime_ns, old=None, owner=None, atime_ns=None):
         """Write a temp file in the target's directory with ``fill``, fsync it,
         then rename it over ``path``. The temp file never survives a failure.
-        The old member's owner is kept where we may; its mode unless given."""
+        The owner given is set, else the old member's where we may; the old
+        member's mode unless one is given."""
         if old is None:
             old = self._lstat(path, name)
         if old is not None and _stat.S_ISDIR(old.st_mode):
@@ -393,14 +401,17 @@ class FilesystemArchive(AbstractArchive):
             with os.fdopen(fd, "wb") as out:
                 fill(out)
                 out.flush()
-                if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                    try:  # before fchmod: chown clears setuid/setgid bits
+                if owner is not None:   # before fchmod: chown clears setuid/setgid bits
+                    os.fchown(out.fileno(), owner[0], owner[1])
+                elif old is not None and (old.st_uid, old.st_gid) != (os.geteuid(),
+                                                                      os.getegid()):
+                    try:
                         os.fchown(out.fileno(), old.st_uid, old.st_gid)
                     except PermissionError:
                         pass  # only root may give a file away; keep ours
                 os.fchmod(out.fileno(), mode & 0o7777)
                 os.fsync(out.fileno())
-            os.utime(tmp, ns=(time.time_ns(), mtime_ns))
+            os.utime(tmp, ns=(time.time_ns() if atime_ns is None else atime_ns, mtime_ns))
             os.replace(tmp, path)
         except BaseException as exc:
             try:
@@ -433,7 +444,7 @@ class FilesystemArchive(AbstractArchive):
         self._call(os.unlink, name, local)
         self._unsynced.add(os.path.dirname(local))
 
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
+    def mkdir(self, path: str, mode: int = 0o755, owner=None) -> None:
         """Create one directory with exactly ``mode`` (the parent must exist)."""
         self._check_writable()
         name = member_name(path)
@@ -441,8 +452,25 @@ class FilesystemArchive(AbstractArchive):
         if local == self._root:
             raise FileAlreadyExistsError("the archive root exists already")
         self._call(os.mkdir, name, local, mode & 0o7777)
+        self._set_owner(name, local, owner)
         self._call(os.chmod, name, local, mode & 0o7777)  # mkdir applied the umask
         self._unsynced.add(os.path.dirname(local))
+
+    def mknod(self, path: str, mode: int, rdev: int = 0, owner=None) -> None:
+        """A FIFO, socket or device node (devices need root), mode as given."""
+        self._check_writable()
+        name = member_name(path)
+        local = self._local(name)
+        if local == self._root:
+            raise FileAlreadyExistsError("the archive root exists already")
+        self._call(os.mknod, name, local, mode, rdev)
+        self._set_owner(name, local, owner)
+        self._call(os.chmod, name, local, mode & 0o7777)  # mknod applied the umask
+        self._unsynced.add(os.path.dirname(local))
+
+    def _set_owner(self, name: str, local: str, owner) -> None:
+        if owner is not None:
+            self._call(os.chown, name, local, owner[0], owner[1], follow_symlinks=False)
 
     def rmdir(self, path: str) -> None:
         """Remove an empty directory (DirectoryNotEmpty, NotADirectory otherwise)."""
@@ -468,7 +496,7 @@ class FilesystemArchive(AbstractArchive):
             raise _archfs_error(exc, label, renaming=True) from None
         self._unsynced.update((os.path.dirname(old_local), os.path.dirname(new_local)))
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str, owner=None) -> None:
         """Create symlink ``path`` -> ``target``; the target is stored as given
         (it may point anywhere, but this plugin never follows it out of the root)."""
         self._check_writable()
@@ -477,6 +505,7 @@ class FilesystemArchive(AbstractArchive):
         if local == self._root:
             raise FileAlreadyExistsError("the archive root exists already")
         self._call(os.symlink, name, target, local)
+        self._set_owner(name, local, owner)
         self._unsynced.add(os.path.dirname(local))
 
     def chmod(self, path: str, mode: int) -> None:
@@ -492,16 +521,30 @@ class FilesystemArchive(AbstractArchive):
         self._call(os.chmod, name, local, mode & 0o7777)
         self._mark_metadata(local, st)
 
-    def utime(self, path: str, mtime_ns: int) -> None:
-        """Set the mtime (of a symlink itself, not its target); atime is kept."""
+    def utime(self, path: str, mtime_ns, atime_ns=None) -> None:
+        """Set mtime and/or atime (of a symlink itself, not its target)."""
         self._check_writable()
         name = member_name(path)
         local = self._local(name)
         st = self._lstat(local, name)
         if st is None:
             raise NoSuchFile("no such member: %s" % name)
-        self._call(os.utime, name, local, ns=(st.st_atime_ns, mtime_ns),
+        self._call(os.utime, name, local,
+                   ns=(st.st_atime_ns if atime_ns is None else atime_ns,
+                       st.st_mtime_ns if mtime_ns is None else mtime_ns),
                    follow_symlinks=False)
+        self._mark_metadata(local, st)
+
+    def chown(self, path: str, uid, gid) -> None:
+        """Change the owner (of a symlink itself); None keeps that part."""
+        self._check_writable()
+        name = member_name(path)
+        local = self._local(name)
+        st = self._lstat(local, name)
+        if st is None:
+            raise NoSuchFile("no such member: %s" % name)
+        self._call(os.chown, name, local, -1 if uid is None else uid,
+                   -1 if gid is None else gid, follow_symlinks=False)
         self._mark_metadata(local, st)
 
     def commit(self) -> None:

@@ -11,6 +11,8 @@ file once it grows: copying ten thousand small files into a mount then
 creates and deletes no scratch files.
 """
 
+import functools
+import inspect
 import io
 import os
 import shutil
@@ -28,6 +30,7 @@ class WriteFileIO(io.FileIO):
     a clean file is not copied back. ``mode`` (permission bits) and
     ``mtime_ns`` are recorded on copy-back; an ``mtime_ns`` of None takes the
     local file's own mtime, so ``os.utime`` on ``self.name`` works too.
+    ``owner``, ``atime_ns`` and ``ctime_ns``, when set, are passed on too.
     """
 
     def __init__(self, archive, member, local_file, *, dirty: bool = True,
@@ -41,6 +44,9 @@ class WriteFileIO(io.FileIO):
         self.dirty = dirty
         self.mode_bits = mode
         self.mtime_ns = mtime_ns
+        self.owner = None
+        self.atime_ns = None
+        self.ctime_ns = None
 
     def write(self, data):
         self.dirty = True
@@ -62,6 +68,16 @@ class WriteFileIO(io.FileIO):
     def size(self) -> int:
         return os.fstat(self.fileno()).st_size
 
+    def allocate(self, offset: int, length: int) -> bool:
+        """posix_fallocate: reserve the bytes up to ``offset + length`` on
+        disk, growing the file with zeros; True if the size changed."""
+        before = self.size()
+        os.posix_fallocate(self.fileno(), offset, length)
+        if self.size() != before:
+            self.dirty = True
+            return True
+        return False
+
     def local_mtime_ns(self) -> int:
         """When the content last changed (the local file's mtime)."""
         return os.fstat(self.fileno()).st_mtime_ns
@@ -76,8 +92,9 @@ class WriteFileIO(io.FileIO):
         if not self.dirty:
             return False
         self.flush()
-        self.archive.replace_localfile(self.name, self.member,
-                                       mode=self.mode_bits, mtime_ns=self.mtime_ns)
+        self.archive.replace_localfile(self.name, self.member, mode=self.mode_bits,
+                                       mtime_ns=self.mtime_ns,
+                                       **attrs_of(self, self.archive.replace_localfile))
         self.dirty = False
         return True
 
@@ -133,6 +150,9 @@ class SpooledWriteFileIO:
         self.dirty = dirty
         self.mode_bits = mode
         self.mtime_ns = mtime_ns
+        self.owner = None
+        self.atime_ns = None
+        self.ctime_ns = None
         self.closed = False
         self._spill = spill
         self._limit = limit
@@ -221,6 +241,23 @@ class SpooledWriteFileIO:
     def size(self) -> int:
         return self._file.size() if self._file is not None else len(self._buffer)
 
+    def allocate(self, offset: int, length: int) -> bool:
+        """As ``WriteFileIO.allocate``; in memory the file just grows."""
+        end = offset + length
+        if self._file is None:
+            if end <= len(self._buffer):
+                return False
+            self._hold(end)
+        if self._file is not None:
+            return self._file.allocate(offset, length) and self._changed()
+        self._buffer.extend(bytes(end - len(self._buffer)))
+        return self._changed()
+
+    def _changed(self) -> bool:
+        self.dirty = True
+        self._changed_ns = time.time_ns()
+        return True
+
     def save_copy(self, target: str) -> None:
         if self._file is not None:
             self._file.save_copy(target)
@@ -245,12 +282,15 @@ class SpooledWriteFileIO:
             return False
         if self._file is not None:
             self._file.mode_bits, self._file.mtime_ns = self.mode_bits, self.mtime_ns
+            self._file.owner, self._file.atime_ns = self.owner, self.atime_ns
+            self._file.ctime_ns = self.ctime_ns
             self._file.member = self.member
             copied = self._file.sync()
         else:
             self.archive.writedata(self.member, bytes(self._buffer), mode=self.mode_bits,
                                    mtime_ns=self._changed_ns if self.mtime_ns is None
-                                   else self.mtime_ns)
+                                   else self.mtime_ns,
+                                   **attrs_of(self, self.archive.writedata))
             copied = True
         self.dirty = False
         return copied
@@ -272,3 +312,38 @@ class SpooledWriteFileIO:
         self._reserve(-self._reserved)
         self._reserved = 0
         self._buffer = None
+
+
+def attrs_of(wfile, method) -> dict:
+    """The optional copy-back keywords (owner, atime_ns, ctime_ns) that are
+    set and that the plugin's ``method`` takes: a plugin written before them
+    keeps working."""
+    wanted = {}
+    if wfile.owner is not None:
+        wanted["owner"] = wfile.owner
+    if wfile.atime_ns is not None:
+        wanted["atime_ns"] = wfile.atime_ns
+    if wfile.ctime_ns is not None:
+        wanted["ctime_ns"] = wfile.ctime_ns
+    return accepted(method, wanted) if wanted else wanted
+
+
+def accepted(method, keywords: dict) -> dict:
+    """Those of ``keywords`` that ``method`` accepts."""
+    names = _keyword_names(getattr(method, "__func__", method))
+    if names is None or names.issuperset(keywords):
+        return keywords
+    return {k: v for k, v in keywords.items() if k in names}
+
+
+@functools.lru_cache(maxsize=64)
+def _keyword_names(func):
+    """The keyword names ``func`` takes; None when it takes any (``**kw``)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))

@@ -42,6 +42,7 @@ from archfs.zipengine.codecs import WRITE_METHODS
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore
+from archfs.zipengine.store.attributes import check_new_name
 
 __all__ = ["ZipfileArchive", "WriteFileIO"]
 
@@ -94,6 +95,7 @@ class ZipfileArchive(AbstractArchive):
     mimetypes = ["application/zip", "application/x-zip-compressed"]
     suffixes = (".zip", ".jar", ".cbz")
     magic = (b"PK\x03\x04", b"PK\x05\x06")
+    keeps_owners = True      # Info-ZIP "ux" extra field: unzip -X restores it
     # the -o options this plugin takes (archfs mount --help and the README list them)
     options = {
         "password": Option("password", "TEXT", "none",
@@ -194,9 +196,11 @@ class ZipfileArchive(AbstractArchive):
         mode = _stat.S_IMODE(os.stat(local_file).st_mode)
         self._store.add_file(member_name(filename), local_file, mode=mode, replace=False)
 
-    def writedata(self, filename, data, *, mode=None, mtime_ns=None):
+    def writedata(self, filename, data, *, mode=None, mtime_ns=None, owner=None,
+                  atime_ns=None, ctime_ns=None):
         self._check_writable()
-        self._store.add_bytes(member_name(filename), bytes(data), mode=mode, mtime_ns=mtime_ns)
+        self._store.add_bytes(member_name(filename), bytes(data), mode=mode, mtime_ns=mtime_ns,
+                              owner=owner, atime_ns=atime_ns, ctime_ns=ctime_ns)
 
     def is_file(self, member):
         try:
@@ -236,9 +240,10 @@ class ZipfileArchive(AbstractArchive):
         return list(self._store.warnings)
 
     def stat(self, path: str) -> MemberStat:
-        mode, size, mtime_ns, uid, gid = self._store.stat(member_name(path))
-        return MemberStat(mode, size, mtime_ns, None if uid == NO_OWNER else uid,
-                          None if gid == NO_OWNER else gid)
+        a = self._store.attrs(member_name(path))
+        return MemberStat(a.mode, a.size, a.mtime_ns, None if a.uid == NO_OWNER else a.uid,
+                          None if a.gid == NO_OWNER else a.gid, nlink=a.nlink, rdev=a.rdev,
+                          atime_ns=a.atime_ns, ctime_ns=a.ctime_ns)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         return self._store.listdir(member_name(path))
@@ -246,17 +251,19 @@ class ZipfileArchive(AbstractArchive):
     def readlink(self, path: str) -> str:
         return self._store.readlink(member_name(path))
 
-    def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None):
+    def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None, owner=None,
+                          atime_ns=None, ctime_ns=None):
         self._check_writable()
-        self._store.add_file(member_name(filename), local_file, mode=mode, mtime_ns=mtime_ns)
+        self._store.add_file(member_name(filename), local_file, mode=mode, mtime_ns=mtime_ns,
+                             owner=owner, atime_ns=atime_ns, ctime_ns=ctime_ns)
 
     def remove(self, path):
         self._check_writable()
         self._store.remove(member_name(path))
 
-    def mkdir(self, path, mode=0o755):
+    def mkdir(self, path, mode=0o755, owner=None):
         self._check_writable()
-        self._store.mkdir(member_name(path), mode)
+        self._store.mkdir(member_name(path), mode, owner=owner)
 
     def rmdir(self, path):
         self._check_writable()
@@ -266,17 +273,33 @@ class ZipfileArchive(AbstractArchive):
         self._check_writable()
         self._store.rename(member_name(old), member_name(new))
 
-    def symlink(self, target, path):
+    def symlink(self, target, path, owner=None):
         self._check_writable()
-        self._store.symlink(target, member_name(path))
+        self._store.symlink(target, member_name(path), owner=owner)
+
+    def mknod(self, path, mode, rdev=0, owner=None):
+        """FIFOs, sockets and devices: the unix file type is kept in the
+        external attributes, a device's number in a PKWARE unix extra field
+        (major and minor, 32 bits each)."""
+        self._check_writable()
+        self._store.mknod(member_name(path), mode, rdev, owner=owner)
 
     def chmod(self, path, mode):
         self._check_writable()
         self._store.chmod(member_name(path), mode)
 
-    def utime(self, path, mtime_ns):
+    def chown(self, path, uid, gid):
         self._check_writable()
-        self._store.utime(member_name(path), mtime_ns)
+        self._store.chown(member_name(path), uid, gid)
+
+    def utime(self, path, mtime_ns, atime_ns=None):
+        self._check_writable()
+        self._store.utime(member_name(path), mtime_ns, atime_ns)
+
+    def check_new_name(self, path: str) -> None:
+        """Names are stored as UTF-8; a backslash would read back as a
+        directory separator; components are at most 255 bytes."""
+        check_new_name(member_name(path))
 
     def commit(self):
         """False when there was nothing to commit."""

@@ -167,7 +167,9 @@ def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = Fal
         "fsname": request.archive.replace("\\", "\\\\").replace(",", "\\,"),
         "subtype": "archfs",
         "default_permissions": True,
-        "hard_remove": True,
+        # no hard_remove: libfuse then renames a file unlinked while open to a
+        # hidden name, which keeps fstat, fchmod, futimens on it working
+        # (see OpenFiles.hide); with hard_remove they fail with ESTALE
         "entry_timeout": opts.entry_timeout if opts.entry_timeout is not None
         else default_timeout,
         "attr_timeout": opts.attr_timeout if opts.attr_timeout is not None else default_timeout,

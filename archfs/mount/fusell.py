@@ -62,6 +62,12 @@ class fuse_conn_info(ctypes.Structure):
         ("reserved", ctypes.c_uint * 22)]
 
 
+class fuse_ctx(ctypes.Structure):
+    """Who made a request (fuse_req_ctx): uid, gid, pid, umask."""
+    _fields_ = [("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("pid", ctypes.c_int32),
+                ("umask", ctypes.c_uint32)]
+
+
 class fuse_args(ctypes.Structure):
     _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)),
                 ("allocated", ctypes.c_int)]
@@ -90,7 +96,8 @@ OPS = [
     ("getattr", _CB(None, fuse_req_t, fuse_ino_t, FI_P)),
     ("setattr", _CB(None, fuse_req_t, fuse_ino_t, ctypes.POINTER(c_stat), ctypes.c_int, FI_P)),
     ("readlink", _CB(None, fuse_req_t, fuse_ino_t)),
-    ("mknod", None),
+    ("mknod", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_char_p, ctypes.c_uint,
+                  ctypes.c_uint64)),
     ("mkdir", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_char_p, ctypes.c_uint)),
     ("unlink", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_char_p)),
     ("rmdir", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_char_p)),
@@ -120,7 +127,8 @@ OPS = [
     ("write_buf", None), ("retrieve_reply", None),
     ("forget_multi", _CB(None, fuse_req_t, ctypes.c_size_t,
                          ctypes.POINTER(fuse_forget_data))),
-    ("flock", None), ("fallocate", None),
+    ("flock", None),
+    ("fallocate", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_int, c_off_t, c_off_t, FI_P)),
     ("readdirplus", _CB(None, fuse_req_t, fuse_ino_t, ctypes.c_size_t, c_off_t, FI_P)),
     ("copy_file_range", None), ("lseek", None),
 ]
@@ -147,6 +155,7 @@ def _optional(name, restype, *argtypes):
 
 _req = fuse_req_t
 reply_err = _fn("fuse_reply_err", ctypes.c_int, _req, ctypes.c_int)
+req_ctx = _fn("fuse_req_ctx", ctypes.POINTER(fuse_ctx), _req)
 reply_none = _fn("fuse_reply_none", None, _req)
 # Replies built as bytes by this package are passed as char pointers.
 reply_entry = _fn("fuse_reply_entry", ctypes.c_int, _req, ctypes.c_char_p)

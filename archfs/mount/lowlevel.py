@@ -221,6 +221,11 @@ class LowLevelFUSE:
         self._callbacks = []
         self._negative = ll.ENTRY.pack(0, 0, *([0] * len(ll.STAT_ORDER)), 0.0,
                                        self.negative_timeout)
+        # who makes a file: libfuse's high-level fuse_get_context() knows
+        # nothing in the low-level API, so the requests that make names
+        # record their caller here (``_caller``) for ArchiveOperations
+        self._request_caller = threading.local()
+        operations.caller_context = self._caller_context
         self._serve(os.fsencode(mountpoint), self._mount_args(options), nothreads)
 
     # -- session ---------------------------------------------------------------
@@ -331,6 +336,14 @@ class LowLevelFUSE:
     def _fi(fi):
         return fi.contents if fi else None
 
+    def _caller(self, req) -> None:
+        ctx = ll.req_ctx(req).contents
+        self._request_caller.ctx = (ctx.uid, ctx.gid, ctx.pid)
+
+    def _caller_context(self):
+        """(uid, gid, pid) of the request this thread serves."""
+        return getattr(self._request_caller, "ctx", (self._uid, self._gid, 0))
+
     def _fi_of(self, ino: int, fi):
         """The request's file info, or for an inode whose name is gone (fstat
         of a removed file comes without one) one of its open handles."""
@@ -433,18 +446,21 @@ class LowLevelFUSE:
         if path is None and fh is None:
             raise FileNotFoundError(errno.ENOENT, "no such inode %d" % ino)
         st = attr.contents
+        # an inode whose name is gone (fchmod, fchown, futimens of a removed
+        # file) is changed through its open handle
+        by_handle = () if path is not None else (fh,)
         if to_set & ll.SET_ATTR_MODE:
-            ops.chmod(path, st.st_mode)
+            ops.chmod(path, st.st_mode, *by_handle)
         if to_set & (ll.SET_ATTR_UID | ll.SET_ATTR_GID):
             ops.chown(path, st.st_uid if to_set & ll.SET_ATTR_UID else -1,
-                      st.st_gid if to_set & ll.SET_ATTR_GID else -1)
+                      st.st_gid if to_set & ll.SET_ATTR_GID else -1, *by_handle)
         if to_set & ll.SET_ATTR_SIZE:
             ops.truncate(path, st.st_size, fh)
         if to_set & (ll.SET_ATTR_ATIME | ll.SET_ATTR_MTIME):
             ops.utimens(path, (self._time(st.st_atimespec, to_set, ll.SET_ATTR_ATIME,
                                           ll.SET_ATTR_ATIME_NOW),
                                self._time(st.st_mtimespec, to_set, ll.SET_ATTR_MTIME,
-                                          ll.SET_ATTR_MTIME_NOW)))
+                                          ll.SET_ATTR_MTIME_NOW)), *by_handle)
         attrs = ops.getattr(path, fh)
         ll.reply_attr(req, ll.STAT.pack(*self._stat_fields(attrs, ino)), self.attr_timeout)
 
@@ -466,13 +482,23 @@ class LowLevelFUSE:
     def _mkdir(self, req, parent, raw, mode):
         name = self._name(raw)
         path = self._child(parent, name)
+        self._caller(req)
         self.operations.mkdir(path, mode)
+        self._reply_entry(req, parent, name, self.operations.getattr(path))
+
+    @_request
+    def _mknod(self, req, parent, raw, mode, rdev):
+        name = self._name(raw)
+        path = self._child(parent, name)
+        self._caller(req)
+        self.operations.mknod(path, mode, rdev)
         self._reply_entry(req, parent, name, self.operations.getattr(path))
 
     @_request
     def _symlink(self, req, target, parent, raw):
         name = self._name(raw)
         path = self._child(parent, name)
+        self._caller(req)
         self.operations.symlink(path, self._name(target))
         self._reply_entry(req, parent, name, self.operations.getattr(path))
 
@@ -522,6 +548,7 @@ class LowLevelFUSE:
         path = self._child(parent, name)
         ops = self.operations
         info = fi.contents
+        self._caller(req)
         ops.create(path, mode, info)
         try:
             attrs = ops.getattr(path, info)
@@ -555,6 +582,11 @@ class LowLevelFUSE:
         info = fi.contents
         self._closed(ino, info.fh)
         self.operations.release(self.inodes.path(ino), info)
+        ll.reply_err(req, 0)
+
+    @_request
+    def _fallocate(self, req, ino, mode, offset, length, fi):
+        self.operations.fallocate(self.inodes.path(ino), mode, offset, length, fi.contents)
         ll.reply_err(req, 0)
 
     @_request

@@ -12,9 +12,19 @@ made from the member at the first write or truncate ("materialized").
 Local files up to ``SPOOL_LIMIT`` live in memory (``SpooledWriteFileIO``),
 so copying many small files in creates no scratch files at all.
 
-Before a rename, unlink or rmdir touches a path, unsaved content at or below
-it is copied back first, so the plugin, which does the operation, sees the
-current state; entries are then moved or dropped to match.
+Namespace changes (mkdir, unlink, rename, ...) are in ``namespace.py``.
+A file unlinked or renamed over while open is renamed by libfuse to a
+hidden name (``.fuse_hidden...``, see ``entry.is_hidden_name``); that rename
+becomes ``hide``: the member leaves the archive, the entry stays in the
+table under the hidden name, never listed and never copied back, so
+fstat, ftruncate, fchmod, futimens, read and write go on working until the
+last close, after which libfuse unlinks the hidden name and the entry goes.
+
+Owners, times and link counts follow POSIX: new files, directories, links
+and special files get the creator's owner when the mount records owners
+(``records_owners``), ctime moves with every change of content or
+attributes, and a directory's mtime and ctime move when a name in it is
+made or removed (kept in ``_dir_times`` while mounted).
 
 Locks: ``Entry.lock`` guards content (writes, materializing, copy-back);
 ``Entry.fd_lock`` guards the local file's lifetime (stat versus close);
@@ -30,17 +40,15 @@ import os
 import shutil
 import stat as _stat
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.archives.abstractarchive import MemberStat
-from archfs.archives.writefileio import SpooledWriteFileIO, WriteFileIO
-from archfs.errors import (
-    DirectoryNotEmpty,
-    FileAlreadyExistsError,
-    IsADirectory,
-    ReadOnlyError,
-)
+from archfs.archives.writefileio import SpooledWriteFileIO, WriteFileIO, accepted
+from archfs.errors import FileAlreadyExistsError, IsADirectory, ReadOnlyError
+from archfs.mount.entry import Entry, Handle
 from archfs.mount.kernelcache import KernelCachePolicy
+from archfs.mount.namespace import Namespace
 from archfs.mount.scratch import Scratch
 
 log = logging.getLogger("archfs.mount")
@@ -49,50 +57,7 @@ _COPY_CHUNK = 1 << 20
 SPOOL_LIMIT = 256 << 10     # written files up to this size stay in memory until copied back
 
 
-class Entry:
-    """One path that is open or has unsaved content."""
-
-    def __init__(self, path: str, mode_bits: int, in_archive: bool):
-        self.path = path
-        self.lock = threading.RLock()
-        self.fd_lock = threading.Lock()
-        self.handles = 0          # open FUSE handles, readers and writers
-        self.writers = 0
-        self.wfile = None     # a WriteFileIO or SpooledWriteFileIO
-        self.mode_bits = mode_bits
-        self.mtime_ns: Optional[int] = None  # set by utimens on unsaved content
-        self.in_archive = in_archive         # a member of this name exists
-        self.unlinked = False                # removed while open: discard at release
-        self.retired = False                 # out of the table, local file gone
-        self.failure: Optional[str] = None   # last copy-back error, logged once
-
-    @property
-    def dirty(self) -> bool:
-        wfile = self.wfile
-        return wfile is not None and not wfile.closed and wfile.dirty
-
-    def __repr__(self):
-        return "Entry(%r)" % self.path
-
-
-class Handle:
-    """One open(2) of a path: the entry plus, for reads before any write, the
-    plugin's reader, kept for the life of the open file."""
-
-    def __init__(self, entry: Entry, writable: bool, append: bool):
-        self.entry = entry
-        self.writable = writable
-        self.append = append
-        self.reader = None
-        self.lock = threading.Lock()
-
-
-def _below(path: str, top: str) -> bool:
-    """Whether ``path`` is ``top`` or inside it (``""`` is the root)."""
-    return top == "" or path == top or path.startswith(top + "/")
-
-
-class OpenFiles:
+class OpenFiles(Namespace):
     """The table of entries and handles over one archive plugin."""
 
     def __init__(self, archive, scratch: Scratch, cache: KernelCachePolicy):
@@ -108,6 +73,9 @@ class OpenFiles:
         self.on_unsaved: Callable[[Entry], None] = lambda entry: None
         # Called before the archive is changed (a copy-back or namespace change).
         self.on_change: Callable[[], None] = lambda: None
+        # Pass owners to the plugin (a root mount of a plugin that keeps them).
+        self.records_owners = False
+        self._dir_times: Dict[str, int] = {}   # directory -> last change of its names
 
     # -- handles -------------------------------------------------------------
 
@@ -135,6 +103,11 @@ class OpenFiles:
             entry = self._table.get(path)
             if entry is None:
                 entry = Entry(path, _stat.S_IMODE(st.mode), in_archive=True)
+                entry.uid, entry.gid = st.uid, st.gid
+                if st.ctime_ns is not None and st.ctime_ns != st.mtime_ns:
+                    entry.ctime_ns = st.ctime_ns
+                if st.atime_ns is not None and st.atime_ns != st.mtime_ns:
+                    entry.atime_ns = st.atime_ns     # writes do not change atime
                 self._table[path] = entry
             self._count(entry, writable, +1)
             return entry
@@ -169,9 +142,10 @@ class OpenFiles:
         keep = self.cache.opened(path)
         return self._register(handle), keep
 
-    def create(self, path: str, mode: int, flags: int) -> int:
+    def create(self, path: str, mode: int, flags: int, owner=None) -> int:
         """open(2) with O_CREAT: a new file, or the existing one (cut only
-        with O_TRUNC) when another process made it first."""
+        with O_TRUNC) when another process made it first. ``owner`` is the
+        new file's (uid, gid), None where the mount records no owners."""
         self._check_writable()
         with self._namespace:
             with self._table_lock:
@@ -189,12 +163,15 @@ class OpenFiles:
                     entry = self._acquire(path, writable=True)
                 else:
                     entry = Entry(path, mode & 0o7777, in_archive=False)
+                    if owner is not None:
+                        entry.uid, entry.gid = owner
                     entry.handles = entry.writers = 1
                     entry.wfile = SpooledWriteFileIO(
                         self.archive, path, self._spill_target(path), dirty=True,
                         mode=entry.mode_bits)
                     with self._table_lock:
                         self._table[path] = entry
+                    self._touch_parent(path)
                     flags &= ~os.O_TRUNC  # already empty
             elif flags & os.O_EXCL:
                 self._release_entry(entry, True)
@@ -292,6 +269,27 @@ class OpenFiles:
         finally:
             self._release_entry(entry, True)
 
+    def allocate(self, fh: int, offset: int, length: int) -> None:
+        """fallocate mode 0 / posix_fallocate: the file grows to at least
+        ``offset + length`` bytes, the new ones zeros, and the space is
+        reserved in the local copy where it lives on disk."""
+        handle = self.handle(fh)
+        if not handle.writable:
+            raise OSError(9, "file is not open for writing")  # EBADF
+        entry = handle.entry
+        with entry.lock:
+            wfile = self._materialize(entry)
+            if wfile.allocate(offset, length):
+                entry.mtime_ns = None
+        self.cache.changed(entry.path)
+
+    def truncate_open(self, fh: int, length: int) -> None:
+        """ftruncate through an open handle (its name may be gone)."""
+        handle = self.handle(fh)
+        if not handle.writable:
+            raise OSError(9, "file is not open for writing")  # EBADF
+        self._truncate_entry(handle.entry, length)
+
     def _truncate_entry(self, entry: Entry, length: int) -> None:
         with entry.lock:
             wfile = self._materialize(entry, keep=length)
@@ -354,6 +352,9 @@ class OpenFiles:
         wfile = entry.wfile
         wfile.mode_bits = entry.mode_bits
         wfile.mtime_ns = entry.mtime_ns
+        wfile.owner = entry.owner() if self.records_owners else None
+        wfile.atime_ns = entry.atime_ns
+        wfile.ctime_ns = entry.ctime_ns
         self.on_change()
         wfile.sync()
         entry.in_archive = True
@@ -374,25 +375,33 @@ class OpenFiles:
     def stat(self, path: str) -> MemberStat:
         """What getattr shows: unsaved content first, else the archive."""
         entry = self._live_entry(path)
-        if entry is not None and entry.wfile is not None:
-            with entry.fd_lock:
-                wfile = entry.wfile
-                if not wfile.closed:
-                    return MemberStat(_stat.S_IFREG | entry.mode_bits, wfile.size(),
-                                      entry.mtime_ns if entry.mtime_ns is not None
-                                      else wfile.local_mtime_ns())
-        return self.archive.stat(path)
+        if entry is not None:
+            shown = entry.stat()
+            if shown is not None:
+                return shown
+        st = self.archive.stat(path)
+        if entry is not None and entry.ctime_ns is not None:
+            st = st._replace(ctime_ns=max(entry.ctime_ns, st.ctime_ns or st.mtime_ns))
+        return st
+
+    def dir_changed(self, path: str) -> Optional[int]:
+        """When a name in directory ``path`` was last made or removed through
+        the mount (None: not since it was mounted); getattr shows it as the
+        directory's mtime and ctime when it is later than the archive's."""
+        return self._dir_times.get(path)
+
+    def is_unlinked(self, path: str) -> bool:
+        """Whether ``path`` is an open file's hidden name (see ``hide``)."""
+        entry = self._live_entry(path)
+        return entry is not None and entry.unlinked
+
+    def stat_entry(self, entry: Entry) -> MemberStat:
+        shown = entry.stat()
+        return shown if shown is not None else self.archive.stat(entry.path)
 
     def stat_handle(self, fh: int) -> MemberStat:
         """getattr of an open file whose name is gone (unlinked while open)."""
-        entry = self.handle(fh).entry
-        if entry.wfile is None:
-            return self.archive.stat(entry.path)
-        with entry.fd_lock:
-            wfile = entry.wfile
-            size, mtime_ns = wfile.size(), wfile.local_mtime_ns()
-        return MemberStat(_stat.S_IFREG | entry.mode_bits, size,
-                          entry.mtime_ns if entry.mtime_ns is not None else mtime_ns)
+        return self.stat_entry(self.handle(fh).entry)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
         """The archive's listing (in archive order) plus new files not
@@ -409,160 +418,90 @@ class OpenFiles:
             listing.extend((name, _stat.S_IFREG) for name in new if name not in known)
         return listing
 
+    def _set_attr(self, path: str, on_archive: Callable[[], None],
+                  on_entry: Callable[[Entry], None]) -> None:
+        """Apply an attribute change to the archive's member and/or to the
+        open entry: the archive when it holds the current content, the entry
+        always (its values go to the archive at copy-back)."""
+        self._check_writable()
+        entry = self._live_entry(path)
+        if entry is None:
+            self.on_change()
+            on_archive()
+            return
+        with entry.lock:
+            if entry.in_archive and not entry.dirty and not entry.unlinked:
+                self.on_change()
+                on_archive()
+            on_entry(entry)
+            entry.changed()
+
+    def _set_attr_open(self, fh: int, on_entry: Callable[[Entry], None]) -> None:
+        """An attribute change through an open handle: to its entry alone
+        when its name is gone (the archive has no member for it), else as
+        by path."""
+        entry = self.handle(fh).entry
+        with entry.lock:
+            if not entry.unlinked:
+                raise OSError(116, "open file %s still has a name" % entry.path)  # ESTALE
+            on_entry(entry)
+            entry.changed()
+
+    def chmod_open(self, fh: int, mode: int) -> None:
+        self._set_attr_open(fh, lambda e: setattr(e, "mode_bits", mode & 0o7777))
+
+    def chown_open(self, fh: int, uid: int, gid: int) -> None:
+        def on_entry(entry):
+            entry.uid, entry.gid = uid, gid
+        self._set_attr_open(fh, on_entry)
+
+    def utime_open(self, fh: int, mtime_ns: Optional[int], atime_ns: Optional[int]) -> None:
+        def on_entry(entry):
+            shown = self.stat_entry(entry)
+            entry.atime_ns = shown.atime_ns if atime_ns is None else atime_ns
+            if mtime_ns is not None:
+                entry.mtime_ns = mtime_ns
+        self._set_attr_open(fh, on_entry)
+
     def chmod(self, path: str, mode: int) -> None:
-        self._check_writable()
-        entry = self._live_entry(path)
-        if entry is None:
-            self.on_change()
-            self.archive.chmod(path, mode & 0o7777)
-            return
-        with entry.lock:
-            if not (entry.dirty or not entry.in_archive):
-                self.on_change()
-                self.archive.chmod(path, mode & 0o7777)
+        def on_entry(entry):
             entry.mode_bits = mode & 0o7777
+        self._set_attr(path, lambda: self.archive.chmod(path, mode & 0o7777), on_entry)
 
-    def utime(self, path: str, mtime_ns: int) -> None:
-        self._check_writable()
-        entry = self._live_entry(path)
-        if entry is None:
-            self.on_change()
-            self.archive.utime(path, mtime_ns)
-            return
-        with entry.lock:
-            if not (entry.dirty or not entry.in_archive):
-                self.on_change()
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        """Record a new owner (the kernel checked the caller may)."""
+        def on_entry(entry):
+            entry.uid, entry.gid = uid, gid
+        self._set_attr(path, lambda: self.archive.chown(path, uid, gid), on_entry)
+
+    def utime(self, path: str, mtime_ns: Optional[int], atime_ns: Optional[int] = None) -> None:
+        """Set mtime and/or atime (None leaves one as it is). A plugin whose
+        utime takes no atime keeps none: the atime asked for is dropped."""
+        if atime_ns is not None and not accepted(self.archive.utime, {"atime_ns": 1}):
+            atime_ns = None
+            if mtime_ns is None:
+                return
+
+        def on_archive():
+            if atime_ns is None:
                 self.archive.utime(path, mtime_ns)
-            entry.mtime_ns = mtime_ns
-
-    # -- namespace -----------------------------------------------------------
-
-    def _entries_below(self, top: str) -> List[Entry]:
-        with self._table_lock:
-            return sorted((e for p, e in self._table.items() if _below(p, top)),
-                          key=lambda e: e.path)
-
-    @contextlib.contextmanager
-    def _locked(self, entries: List[Entry]) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for entry in entries:
-                stack.enter_context(entry.lock)
-            yield
-
-    def _keep_content(self, entry: Entry) -> None:
-        """(caller holds the entry's lock) Before the archive loses the member
-        of an open entry, copy it locally: its handles must go on working."""
-        if entry.handles and entry.wfile is None and entry.in_archive:
-            self._materialize(entry)
-
-    def _detach(self, entry: Entry) -> None:
-        """Take an entry out of the table as removed (caller holds its lock);
-        open handles keep working on it until released."""
-        with self._table_lock:
-            if self._table.get(entry.path) is entry:
-                del self._table[entry.path]
-            entry.unlinked = True
-            idle = entry.handles == 0
-            if idle:
-                entry.retired = True
-        if idle:
-            self._drop_local(entry)
-
-    def mkdir(self, path: str, mode: int) -> None:
-        self._check_writable()
-        with self._namespace:
-            if self._live_entry(path) is not None:
-                raise FileAlreadyExistsError("exists already: %s" % path)
-            self.on_change()
-            self.archive.mkdir(path, mode & 0o7777)
-
-    def symlink(self, target: str, path: str) -> None:
-        self._check_writable()
-        with self._namespace:
-            if self._live_entry(path) is not None:
-                raise FileAlreadyExistsError("exists already: %s" % path)
-            self.on_change()
-            self.archive.symlink(target, path)
-
-    def link(self, target: str, path: str) -> None:
-        """A hard link: unsaved content of ``target`` is copied back first."""
-        self._check_writable()
-        with self._namespace:
-            if self._exists(path):
-                raise FileAlreadyExistsError("exists already: %s" % path)
-            entry = self._live_entry(target)
-            if entry is not None:
-                with entry.lock:
-                    if entry.dirty and not entry.unlinked:
-                        self._copy_back_locked(entry, force=True)
-            self.on_change()
-            self.archive.link(target, path)
-        self.cache.changed(path)
-
-    def unlink(self, path: str) -> None:
-        self._check_writable()
-        with self._namespace:
-            entry = self._live_entry(path)
-            if entry is None:
-                self.on_change()
-                self.archive.remove(path)
             else:
-                with entry.lock:  # waits for a copy-back under way
-                    if entry.in_archive:
-                        self._keep_content(entry)
-                        self.on_change()
-                        self.archive.remove(path)
-                    self._detach(entry)
-        self.cache.changed(path)
+                self.archive.utime(path, mtime_ns, atime_ns)
 
-    def rmdir(self, path: str) -> None:
-        self._check_writable()
-        with self._namespace:
-            for entry in self._entries_below(path):
-                if entry.path != path and not entry.unlinked:
-                    if not entry.in_archive:
-                        raise DirectoryNotEmpty("directory not empty: %s" % path)
-            self.on_change()
-            self.archive.rmdir(path)
+        def on_entry(entry):
+            if atime_ns is None and entry.atime_ns is None:
+                entry.atime_ns = self.stat_entry(entry).atime_ns   # keep what was shown
+            if mtime_ns is not None:
+                entry.mtime_ns = mtime_ns
+            if atime_ns is not None:
+                entry.atime_ns = atime_ns
+        self._set_attr(path, on_archive, on_entry)
+        if mtime_ns is not None:
+            self._dir_times.pop(path, None)   # a directory's explicit mtime wins
 
-    def _exists(self, path: str) -> bool:
-        if self._live_entry(path) is not None:
-            return True
-        try:
-            self.archive.stat(path)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def rename(self, old: str, new: str, noreplace: bool = False) -> None:
-        """rename(2): settle both sides, let the plugin move, then follow."""
-        self._check_writable()
-        with self._namespace:
-            if noreplace and self._exists(new):
-                raise FileAlreadyExistsError("exists already: %s" % new)
-            moving = self._entries_below(old)
-            replaced = [e for e in self._entries_below(new) if not _below(e.path, old)]
-            with self._locked(sorted(moving + replaced, key=lambda e: e.path)):
-                for entry in moving + replaced:
-                    if entry.dirty and not entry.unlinked:
-                        self._copy_back_locked(entry, force=True)
-                for entry in replaced:
-                    self._keep_content(entry)
-                self.on_change()
-                self.archive.rename(old, new)
-                for entry in replaced:
-                    self._detach(entry)
-                with self._table_lock:
-                    for entry in moving:
-                        if self._table.get(entry.path) is entry:
-                            del self._table[entry.path]
-                    for entry in moving:
-                        entry.path = new + entry.path[len(old):]
-                        if entry.wfile is not None:
-                            entry.wfile.member = entry.path
-                        if not entry.unlinked and not entry.retired:
-                            self._table[entry.path] = entry
-        self.cache.renamed()
+    def _touch_parent(self, path: str) -> None:
+        """A name in ``path``'s directory was made or removed just now."""
+        self._dir_times[path.rpartition("/")[0]] = time.time_ns()
 
 
 def _copy_at_most(src, dst, limit: int) -> None:

@@ -7,6 +7,28 @@ Exceptions become errno in ``errnomap`` and nowhere else.
 
 mfusepy runs with ``raw_fi=True`` (so open can set keep_cache); ``fi`` below
 is a ``fuse_file_info`` and ``fi.fh`` the handle number.
+
+Permissions are checked by the kernel (the mount always runs with
+``default_permissions``) against the modes and owners getattr reports; that
+covers chown's and utimensat's rules, sticky directories and the clearing
+of setuid/setgid on chown and on writes by others (the kernel then sends a
+chmod). What archfs decides itself:
+
+- Owners. When root mounts an archive whose plugin records owners
+  (``keeps_owners``), everything made through the mount belongs to the
+  calling process (its fsuid and fsgid, or the directory's group under a
+  setgid directory, which a new directory also inherits), chown is
+  recorded, and the archive's owners are shown (a member without one shows
+  as root's). Any other mount shows everything as the mounting user's and
+  refuses chown to another owner (EPERM), as tar does.
+- Names. A component over 255 bytes is ENAMETOOLONG at every call; a name
+  the archive cannot hold is refused (with the reason in the log) at the
+  call that would introduce it: create, mknod, mkdir, symlink, link, rename.
+- Hard links: EPERM ("the filesystem does not support hard links", as
+  link(2) documents), after the checks for a bad name, a missing source and
+  an existing target.
+- fallocate: mode 0 (and posix_fallocate) grows the file with zeros; other
+  modes are EOPNOTSUPP and change nothing.
 """
 
 import ctypes
@@ -21,7 +43,8 @@ from itertools import repeat
 from operator import itemgetter, methodcaller
 
 from archfs.archives.abstractarchive import MemberStat
-from archfs.errors import NotSupported, ReadOnlyError
+from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
+from archfs.mount.entry import is_hidden_name
 from archfs.mount import fuselib
 from archfs.mount.errnomap import fuse_errors
 
@@ -36,9 +59,21 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
 
+NAME_MAX = 255
+
+
 def _name(path: str) -> str:
-    """FUSE path -> archive name: ``/a/b`` -> ``a/b``, ``/`` -> ``""``."""
-    return path.strip("/")
+    """FUSE path -> archive name: ``/a/b`` -> ``a/b``, ``/`` -> ``""``.
+    A component longer than NAME_MAX bytes is ENAMETOOLONG here, for every
+    call (the kernel lets FUSE names up to 1024 bytes through)."""
+    name = path.strip("/")
+    if len(name) > NAME_MAX // 4:
+        for part in name.split("/"):
+            if len(part) > NAME_MAX // 4 and \
+                    len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise NameTooLong("a name component of %d bytes (at most %d)"
+                                  % (len(part.encode("utf-8", "surrogateescape")), NAME_MAX))
+    return name
 
 
 class ArchiveOperations(mfusepy.Operations):
@@ -62,6 +97,12 @@ class ArchiveOperations(mfusepy.Operations):
         # the plugin numbers inodes (hard links share one); paths it does not
         # number (files not copied back yet) get a number from their path
         self.uses_inodes = bool(getattr(self.archive, "uses_inodes", False))
+        # ... and only then are owners recorded (see the module docstring)
+        self.own = self.keep_owners and getattr(self.archive, "keeps_owners", False)
+        self.files.records_owners = self.own
+        # who made the current request: libfuse's high-level context unless
+        # the binding serving the mount sets another (lowlevel.py does)
+        self.caller_context = None
         self.stats = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
 
     # -- life cycle ----------------------------------------------------------
@@ -78,16 +119,18 @@ class ArchiveOperations(mfusepy.Operations):
 
     def _attrs(self, st: MemberStat, path=None) -> dict:
         size = min(st.size, MAX_SIZE)
+        mtime = st.mtime_ns
+        uid, gid = self._owner(st)
         attrs = {
             "st_mode": st.mode,
             "st_nlink": st.nlink or (2 if st.is_dir else 1),
             "st_size": size,
             "st_blocks": (size + 511) // 512,
-            "st_mtime": st.mtime_ns,
-            "st_ctime": st.mtime_ns,
-            "st_atime": st.mtime_ns,
-            "st_uid": st.uid if self.keep_owners and st.uid is not None else self.uid,
-            "st_gid": st.gid if self.keep_owners and st.gid is not None else self.gid,
+            "st_mtime": mtime,
+            "st_ctime": mtime if st.ctime_ns is None else st.ctime_ns,
+            "st_atime": mtime if st.atime_ns is None else st.atime_ns,
+            "st_uid": uid,
+            "st_gid": gid,
         }
         if st.ino is not None:
             attrs["st_ino"] = st.ino
@@ -97,11 +140,52 @@ class ArchiveOperations(mfusepy.Operations):
             attrs["st_rdev"] = st.rdev
         return attrs
 
+    def _owner(self, st: MemberStat):
+        """(uid, gid) as shown: the archive's for root, else the mounting user's."""
+        if not self.keep_owners:
+            return self.uid, self.gid
+        return (self.uid if st.uid is None else st.uid,
+                self.gid if st.gid is None else st.gid)
+
+    def _creator(self, name: str):
+        """The owner of a new ``name``: the caller, with the group of a setgid
+        parent directory; None where owners are not recorded."""
+        if not self.own:
+            return None
+        uid, gid, _pid = (self.caller_context or mfusepy.fuse_get_context)()
+        parent = self.files.stat(name.rpartition("/")[0])
+        if parent.mode & _stat.S_ISGID:
+            gid = self._owner(parent)[1]
+        return uid, gid
+
+    def _check_new(self, name: str) -> None:
+        """Refuse a name the archive cannot hold before anything is made."""
+        try:
+            self.archive.check_new_name(name)
+        except OSError as exc:
+            log.warning("refusing the name /%s: %s", name[:300], exc)
+            raise
+
     @fuse_errors
     def getattr(self, path, fh=None):
         if path is None:  # an open file whose name was removed
-            return self._attrs(self.files.stat_handle(fh.fh))
-        return self._attrs(self.files.stat(_name(path)), _name(path))
+            return self._unlinked(self._attrs(self.files.stat_handle(fh.fh)))
+        name = _name(path)
+        st = self.files.stat(name)
+        attrs = self._attrs(st, name)
+        if st.is_dir:
+            changed = self.files.dir_changed(name)
+            if changed is not None:
+                attrs["st_mtime"] = max(attrs["st_mtime"], changed)
+                attrs["st_ctime"] = max(attrs["st_ctime"], changed)
+        elif ".fuse_hidden" in name and is_hidden_name(name) and self.files.is_unlinked(name):
+            return self._unlinked(attrs)
+        return attrs
+
+    @staticmethod
+    def _unlinked(attrs: dict) -> dict:
+        attrs["st_nlink"] = 0     # an open file whose name is gone, as fstat shows it
+        return attrs
 
     @fuse_errors
     def readdir(self, path, fh):
@@ -134,27 +218,49 @@ class ArchiveOperations(mfusepy.Operations):
         return 0
 
     @fuse_errors
-    def chmod(self, path, mode):
+    def chmod(self, path, mode, fh=None):
+        """``fh``: for a file whose name is gone (fchmod after unlink), the
+        open handle, from a binding that has no path for it."""
+        if path is None:
+            self.files.chmod_open(fh.fh, mode)
+            return 0
         self.files.chmod(_name(path), mode)
         self.committer.after_change()
         return 0
 
     @fuse_errors
-    def chown(self, path, uid, gid):
-        """Archives keep no owner archfs could set: only a no-op passes."""
-        attrs = self._attrs(self.files.stat(_name(path)))
-        if uid not in (-1, attrs["st_uid"]) or gid not in (-1, attrs["st_gid"]):
-            raise PermissionError(errno.EPERM, "cannot change the owner of an archive member")
+    def chown(self, path, uid, gid, fh=None):
+        """Recorded where owners are (the kernel checked the caller may);
+        elsewhere only a no-op passes. ``fh`` as for chmod."""
+        name = None if path is None else _name(path)
+        shown_uid, shown_gid = self._owner(self.files.stat(name) if name is not None
+                                           else self.files.stat_handle(fh.fh))
+        uid = shown_uid if uid == -1 else uid
+        gid = shown_gid if gid == -1 else gid
+        if (uid, gid) == (shown_uid, shown_gid) and not self.own:
+            return 0
+        if not self.own:
+            raise PermissionError(errno.EPERM, "owners are recorded only when root mounts")
+        if name is None:
+            self.files.chown_open(fh.fh, uid, gid)
+            return 0
+        self.files.chown(name, uid, gid)
+        self.committer.after_change()
         return 0
 
     @fuse_errors
-    def utimens(self, path, times=None):
-        mtime = time.time_ns() if times is None else times[1]
-        if mtime == UTIME_OMIT:
+    def utimens(self, path, times=None, fh=None):
+        """``fh`` as for chmod."""
+        now = time.time_ns()
+        atime, mtime = (now, now) if times is None else times
+        atime = None if atime == UTIME_OMIT else now if atime == UTIME_NOW else atime
+        mtime = None if mtime == UTIME_OMIT else now if mtime == UTIME_NOW else mtime
+        if atime is None and mtime is None:
             return 0
-        if mtime == UTIME_NOW:
-            mtime = time.time_ns()
-        self.files.utime(_name(path), mtime)
+        if path is None:
+            self.files.utime_open(fh.fh, mtime, atime)
+            return 0
+        self.files.utime(_name(path), mtime, atime)
         self.committer.after_change()
         return 0
 
@@ -169,8 +275,36 @@ class ArchiveOperations(mfusepy.Operations):
 
     @fuse_errors
     def create(self, path, mode, fi):
-        fi.fh = self.files.create(_name(path), mode, fi.flags)
+        name = _name(path)
+        self._check_new(name)
+        fi.fh = self.files.create(name, mode, fi.flags, self._creator(name))
         _skip_flush(fi)
+        return 0
+
+    @fuse_errors
+    def mknod(self, path, mode, dev):
+        """FIFOs and sockets for anyone, devices for root (the kernel checks);
+        S_IFREG makes an empty file."""
+        name = _name(path)
+        self._check_new(name)
+        owner = self._creator(name)
+        kind = _stat.S_IFMT(mode)
+        if kind in (0, _stat.S_IFREG):
+            fh = self.files.create(name, mode, os.O_CREAT | os.O_EXCL | os.O_WRONLY, owner)
+            self.files.release(fh)
+        elif kind in (_stat.S_IFIFO, _stat.S_IFSOCK, _stat.S_IFCHR, _stat.S_IFBLK):
+            self.files.mknod(name, mode, dev, owner)
+        else:
+            raise OSError(errno.EINVAL, "mknod of an unknown file type %o" % kind)
+        self.committer.after_change()
+        return 0
+
+    @fuse_errors
+    def fallocate(self, path, mode, offset, length, fi):
+        """Mode 0 grows the file with zeros; nothing else is honoured."""
+        if mode != 0:
+            raise OSError(errno.EOPNOTSUPP, "fallocate mode %#x is not supported" % mode)
+        self.files.allocate(fi.fh, offset, length)
         return 0
 
     @fuse_errors
@@ -190,8 +324,8 @@ class ArchiveOperations(mfusepy.Operations):
     @fuse_errors
     def truncate(self, path, length, fh=None):
         if path is None:  # ftruncate of a file whose name was removed
-            entry = self.files.handle(fh.fh).entry
-            path = "/" + entry.path
+            self.files.truncate_open(fh.fh, length)
+            return 0
         self.files.truncate(_name(path), length)
         return 0
 
@@ -226,7 +360,12 @@ class ArchiveOperations(mfusepy.Operations):
 
     @fuse_errors
     def mkdir(self, path, mode):
-        self.files.mkdir(_name(path), mode)
+        name = _name(path)
+        self._check_new(name)
+        owner = self._creator(name)
+        if owner is not None and self.files.stat(name.rpartition("/")[0]).mode & _stat.S_ISGID:
+            mode |= _stat.S_ISGID       # a setgid directory's subdirectories inherit it
+        self.files.mkdir(name, mode, owner)
         self.committer.after_change()
         return 0
 
@@ -240,21 +379,37 @@ class ArchiveOperations(mfusepy.Operations):
     def rename(self, old, new, flags=0):
         if flags & RENAME_EXCHANGE:
             raise OSError(errno.EINVAL, "rename with RENAME_EXCHANGE is not supported")
-        self.files.rename(_name(old), _name(new), noreplace=bool(flags & RENAME_NOREPLACE))
+        old_name, new_name = _name(old), _name(new)
+        if ".fuse_hidden" in new_name and is_hidden_name(new_name) and not flags:
+            self.files.hide(old_name, new_name)   # libfuse: unlinked while open
+        else:
+            self._check_new(new_name)
+            self.files.rename(old_name, new_name, noreplace=bool(flags & RENAME_NOREPLACE))
         self.committer.after_change()
         return 0
 
     @fuse_errors
     def symlink(self, path, target):
         """mfusepy order: the link's own path first, then what it points to."""
-        self.files.symlink(target, _name(path))
+        name = _name(path)
+        self._check_new(name)
+        self.files.symlink(target, name, self._creator(name))
         self.committer.after_change()
         return 0
 
     @fuse_errors
     def link(self, path, target):
-        """mfusepy order: the new name first, then the existing file."""
-        self.files.link(_name(target), _name(path))
+        """mfusepy order: the new name first, then the existing file. A plugin
+        without hard links (zip has no portable way to store one) makes it
+        EPERM, what link(2) answers on a filesystem without them (ln and
+        cp -al report it as such)."""
+        name = _name(path)
+        self._check_new(name)
+        self.files.stat(_name(target))
+        try:
+            self.files.link(_name(target), name)
+        except NotSupported as exc:
+            raise PermissionError(errno.EPERM, str(exc)) from None
         self.committer.after_change()
         return 0
 

@@ -49,7 +49,7 @@ def record_of(t: EntryTable, r: int, offset: Optional[int] = None) -> bytes:
     return writer.central_record(
         t.names[r], t.mode[r], t.flags[r], t.method[r], t.mtime_ns[r], t.crc[r], t.csize[r],
         t.usize[r], t.offset[r] if offset is None else offset, t.uid[r], t.gid[r],
-        t.extras.get(r, b""), t.comments.get(r, b""), t.raw_dos.get(r))
+        t.extras.get(r, b""), t.comments.get(r, b""), t.raw_dos.get(r), unix=t.unix(r))
 
 
 def with_offset(record: bytes, offset: int) -> Optional[bytes]:

@@ -88,7 +88,8 @@ def rewrite(path: str, src, prefix: int, items: List[Item], comment: bytes,
                                              % row.name)
                 written = writer.append_copy(fd, pos, row.name, row.is_dir, src.fd, found[1],
                                              row.csize, row.usize, row.crc, row.method,
-                                             row.flags, row.mtime_ns, dos=row.dos)
+                                             row.flags, row.mtime_ns, dos=row.dos,
+                                             unix=row.unix, mode=row.mode)
                 end, flags = written.end, written.flags
             offsets[row.offset] = pos
             record = cdwrite.with_offset(item.record, pos) if item.record and item.length else None
@@ -96,7 +97,8 @@ def rewrite(path: str, src, prefix: int, items: List[Item], comment: bytes,
                 kept, comment_r = item.extras
                 record = writer.central_record(
                     row.name, row.mode, flags, row.method, row.mtime_ns, row.crc, row.csize,
-                    row.usize, pos, row.uid, row.gid, kept, comment_r, dos=row.dos)
+                    row.usize, pos, row.uid, row.gid, kept, comment_r, dos=row.dos,
+                    unix=row.unix)
             central.append((item.row, record, row.name, row.is_dir))
             pos = end
             if progress is not None and done % 4096 == 0:

@@ -12,6 +12,22 @@ from array import array
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 NO_OWNER = 0xFFFFFFFF      # (uid_t)-1: never a real owner
+NO_TIME = -(1 << 63)       # in the atime/ctime columns: "the same as mtime"
+SPECIAL_TYPES = frozenset((stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK))
+
+
+class UnixAttrs(NamedTuple):
+    """What a member records beyond name, mode and mtime, for the extra
+    fields written with it: atime (extended timestamp and NTFS fields),
+    owner (Info-ZIP "ux") and a device number (PKWARE unix field)."""
+
+    atime_ns: Optional[int] = None     # None: the same as mtime
+    uid: int = NO_OWNER
+    gid: int = NO_OWNER
+    rdev: Optional[int] = None         # character and block devices only
+
+
+NO_UNIX = UnixAttrs()
 
 
 class Row(NamedTuple):
@@ -29,6 +45,12 @@ class Row(NamedTuple):
     uid: int          # NO_OWNER when the archive records none
     gid: int
     dos: Optional[Tuple[int, int]] = None   # stored MS-DOS (date, time), kept when it matters
+    atime_ns: Optional[int] = None          # None: the same as mtime
+    rdev: Optional[int] = None              # device number of a character or block device
+
+    @property
+    def unix(self) -> UnixAttrs:
+        return UnixAttrs(self.atime_ns, self.uid, self.gid, self.rdev)
 
     @property
     def is_dir(self) -> bool:
@@ -51,7 +73,14 @@ class EntryTable:
     ``relocate`` marks rows whose local header no longer matches the name
     archfs will write, so their data must be copied under a new header.
     ``extras`` and ``comments`` hold the rare foreign extra fields and file
-    comments that a commit carries over.
+    comments that a commit carries over; ``rdev`` the device numbers of the
+    rare device members.
+
+    ``atime_ns`` and ``ctime_ns`` are made only once a row needs one that
+    differs from its mtime (NO_TIME elsewhere), so an archive nobody
+    touches pays nothing for them. atime is stored in the archive; ctime
+    (the last change of data or attributes) lives while the archive is
+    open, and a row without one reports its mtime.
     """
 
     def __init__(self):
@@ -77,6 +106,9 @@ class EntryTable:
         # the stored MS-DOS time of encrypted members: with a data descriptor
         # their password check byte is taken from it, so it must never change
         self.raw_dos: Dict[int, Tuple[int, int]] = {}
+        self.rdev: Dict[int, int] = {}
+        self.atime_ns: Optional[array] = None
+        self.ctime_ns: Optional[array] = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -103,6 +135,10 @@ class EntryTable:
         self.durable_at.append(durable_at)
         self.dead.append(0)
         self.relocate.append(1 if relocate else 0)
+        if self.atime_ns is not None:
+            self.atime_ns.append(NO_TIME)
+        if self.ctime_ns is not None:
+            self.ctime_ns.append(NO_TIME)
         row = len(self.names) - 1
         self.changed.add(row)
         return row
@@ -110,7 +146,49 @@ class EntryTable:
     def row(self, i: int) -> Row:
         return Row(self.names[i], self.offset[i], self.csize[i], self.usize[i],
                    self.crc[i], self.method[i], self.flags[i], self.mtime_ns[i],
-                   self.mode[i], self.uid[i], self.gid[i], self.raw_dos.get(i))
+                   self.mode[i], self.uid[i], self.gid[i], self.raw_dos.get(i),
+                   self.atime(i), self.rdev.get(i))
+
+    def unix(self, i: int) -> UnixAttrs:
+        return UnixAttrs(self.atime(i), self.uid[i], self.gid[i], self.rdev.get(i))
+
+    # -- the optional columns ----------------------------------------------
+
+    def atime(self, i: int) -> Optional[int]:
+        """The row's atime when it differs from its mtime, else None."""
+        column = self.atime_ns
+        if column is None or column[i] == NO_TIME:
+            return None
+        return column[i]
+
+    def ctime(self, i: int) -> int:
+        column = self.ctime_ns
+        if column is None or column[i] == NO_TIME:
+            return self.mtime_ns[i]
+        return column[i]
+
+    def set_atime(self, i: int, ns: Optional[int]) -> None:
+        if ns is None or ns == self.mtime_ns[i]:
+            if self.atime_ns is not None:
+                self.atime_ns[i] = NO_TIME
+            return
+        if self.atime_ns is None:
+            self.atime_ns = array("q", [NO_TIME]) * len(self.names)
+        self.atime_ns[i] = ns
+
+    def set_ctime(self, i: int, ns: int) -> None:
+        if self.ctime_ns is None:
+            if ns == self.mtime_ns[i]:
+                return
+            self.ctime_ns = array("q", [NO_TIME]) * len(self.names)
+        self.ctime_ns[i] = ns
+
+    def set_unix(self, i: int, unix: UnixAttrs) -> None:
+        """Record atime, owner and device number of a new row."""
+        self.set_atime(i, unix.atime_ns)
+        self.uid[i], self.gid[i] = unix.uid, unix.gid
+        if unix.rdev is not None and stat.S_IFMT(self.mode[i]) in (stat.S_IFCHR, stat.S_IFBLK):
+            self.rdev[i] = unix.rdev
 
     def copy_as(self, i: int, new_name: str) -> int:
         """A new row for member ``i`` under another name (rename); ``i`` dies."""
@@ -128,6 +206,12 @@ class EntryTable:
             self.comments[j] = self.comments[i]
         if i in self.raw_dos:
             self.raw_dos[j] = self.raw_dos[i]
+        if i in self.rdev:
+            self.rdev[j] = self.rdev[i]
+        if self.atime_ns is not None:
+            self.atime_ns[j] = self.atime_ns[i]
+        if self.ctime_ns is not None:
+            self.ctime_ns[j] = self.ctime_ns[i]
 
     def touch(self, i: int) -> None:
         """Row ``i`` changed in place: its central record must be rebuilt."""

@@ -87,6 +87,7 @@ DOS_READONLY = 0x01
 
 EXTRA_ZIP64 = 0x0001
 EXTRA_NTFS = 0x000A
+EXTRA_PKWARE_UNIX = 0x000D    # PKWARE unix: times, 16-bit owner, device number
 EXTRA_TIMESTAMP = 0x5455      # Info-ZIP extended timestamp ("UT")
 EXTRA_UNIX_OWNER = 0x7875     # Info-ZIP new unix uid/gid ("ux")
 EXTRA_UNICODE_PATH = 0x7075   # Info-ZIP unicode path ("up")
@@ -141,21 +142,40 @@ def parse_timestamp(data: bytes) -> Optional[int]:
     return None
 
 
-def build_timestamp(mtime_s: int) -> bytes:
-    return build_extra(EXTRA_TIMESTAMP, bytes((1,)) + (mtime_s & MAX32).to_bytes(4, "little"))
+def build_timestamp(mtime_s: int, atime_s: Optional[int] = None) -> bytes:
+    """An extended timestamp block: mtime, and atime too when given (only a
+    local header may hold atime; Info-ZIP's unzip restores it from there)."""
+    if atime_s is None:
+        return build_extra(EXTRA_TIMESTAMP, bytes((1,)) + (mtime_s & MAX32).to_bytes(4, "little"))
+    return build_extra(EXTRA_TIMESTAMP, bytes((3,)) + (mtime_s & MAX32).to_bytes(4, "little")
+                       + (atime_s & MAX32).to_bytes(4, "little"))
 
 
 def parse_ntfs_mtime_ns(data: bytes) -> Optional[int]:
     """mtime in ns from an NTFS block (tag 1 holds mtime, atime, ctime)."""
+    times = parse_ntfs_times_ns(data)
+    return None if times is None else times[0]
+
+
+def parse_ntfs_times_ns(data: bytes) -> Optional[Tuple[int, Optional[int]]]:
+    """(mtime, atime or None) in ns from an NTFS block."""
     pos = 4  # reserved
     while pos + 4 <= len(data):
         tag, size = _EXTRA_HEADER.unpack_from(data, pos)
         pos += 4
         if tag == 1 and size >= 8 and pos + 8 <= len(data):
-            ticks = int.from_bytes(data[pos:pos + 8], "little")
-            return clamp_ns(ticks * 100 - _NTFS_EPOCH_OFFSET * 1_000_000_000)
+            mtime = ntfs_to_ns(int.from_bytes(data[pos:pos + 8], "little"))
+            atime = None
+            if size >= 16 and pos + 16 <= len(data):
+                ticks = int.from_bytes(data[pos + 8:pos + 16], "little")
+                atime = ntfs_to_ns(ticks) if ticks else None     # 0: not recorded
+            return mtime, atime
         pos += size
     return None
+
+
+def ntfs_to_ns(ticks: int) -> int:
+    return clamp_ns(ticks * 100 - _NTFS_EPOCH_OFFSET * 1_000_000_000)
 
 
 MAX_NS = (1 << 63) - 1
@@ -166,10 +186,17 @@ def clamp_ns(ns: int) -> int:
     return max(-MAX_NS, min(MAX_NS, ns))
 
 
-def build_ntfs(mtime_ns: int) -> bytes:
-    ticks = max(0, (mtime_ns + _NTFS_EPOCH_OFFSET * 1_000_000_000) // 100)
-    t = ticks.to_bytes(8, "little")
-    return build_extra(EXTRA_NTFS, bytes(4) + _EXTRA_HEADER.pack(1, 24) + t + t + t)
+def build_ntfs(mtime_ns: int, atime_ns: Optional[int] = None) -> bytes:
+    """An NTFS block: mtime, atime (mtime when not given) and, in the slot
+    Windows reads as creation time, mtime again."""
+    t = _ntfs_ticks(mtime_ns)
+    a = t if atime_ns is None else _ntfs_ticks(atime_ns)
+    return build_extra(EXTRA_NTFS, bytes(4) + _EXTRA_HEADER.pack(1, 24) + t + a + t)
+
+
+def _ntfs_ticks(ns: int) -> bytes:
+    return max(0, min((ns + _NTFS_EPOCH_OFFSET * 1_000_000_000) // 100,
+                      (1 << 64) - 1)).to_bytes(8, "little")
 
 
 def parse_unix_owner(data: bytes) -> Optional[Tuple[int, int]]:
@@ -190,6 +217,26 @@ def parse_unix_owner(data: bytes) -> Optional[Tuple[int, int]]:
 def build_unix_owner(uid: int, gid: int) -> bytes:
     return build_extra(EXTRA_UNIX_OWNER, bytes((1, 4)) + uid.to_bytes(4, "little")
                        + bytes((4,)) + gid.to_bytes(4, "little"))
+
+
+def build_pkware_unix(atime_s: int, mtime_s: int, uid: int, gid: int,
+                      major: int, minor: int) -> bytes:
+    """A PKWARE unix block for a character or block device: 32-bit times,
+    16-bit owner (0xFFFF when it does not fit; the "ux" block has the real
+    one), then the device's major and minor number, 32 bits each (the layout
+    fuse-zip reads and writes)."""
+    def short(value: int) -> int:
+        return value if 0 <= value < 0xFFFF else 0xFFFF
+    return build_extra(EXTRA_PKWARE_UNIX, struct.pack(
+        "<IIHHII", atime_s & MAX32, mtime_s & MAX32, short(uid), short(gid),
+        major & MAX32, minor & MAX32))
+
+
+def parse_pkware_unix_device(data: bytes) -> Optional[Tuple[int, int]]:
+    """(major, minor) from a PKWARE unix block of a device member."""
+    if len(data) < 20:
+        return None
+    return struct.unpack_from("<II", data, 12)
 
 
 def parse_unicode_path(data: bytes, raw_name: bytes) -> Optional[str]:

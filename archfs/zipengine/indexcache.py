@@ -23,7 +23,7 @@ from archfs.zipengine.tree import DirNode, Tree
 log = logging.getLogger("archfs.zip")
 
 MAGIC = b"ARCHFSIX"
-VERSION = 4
+VERSION = 5
 MIN_MEMBERS = 20000            # smaller archives parse faster than a cache loads
 _COLUMNS = ("offset", "csize", "usize", "crc", "method", "flags", "mtime_ns", "mode",
             "uid", "gid", "record_at", "record_len", "durable_at")
@@ -77,12 +77,14 @@ def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
         "comments": {str(r): v.hex() for r, v in table.comments.items()},
         "raw_dos": {str(r): list(v) for r, v in table.raw_dos.items()},
         "store": extra,
+        "rdev": {str(r): v for r, v in table.rdev.items()},
     }
     # sections are written piece by piece so saving never holds a second copy
     sections = [[json.dumps(header).encode()], _joined(table.names), _joined(dir_paths),
                 [table.dead], [table.relocate]]
     sections += [[getattr(table, name)] for name in _COLUMNS]
     sections += [[order], [starts], [counts], [dir_rows], [lives]]
+    sections += [[table.atime_ns if table.atime_ns is not None else array("q")]]
     fd_out, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".idx-")
     try:
         with os.fdopen(fd_out, "wb") as out:
@@ -167,6 +169,14 @@ def _load(f, key: dict):
     table.raw_dos = {int(r): tuple(v) for r, v in header["raw_dos"].items()}
     bad = {int(r): why for r, why in header["bad"].items()}
     tree = _load_tree(table, dir_paths, [section() for _ in range(5)])
+    table.rdev = {int(r): v for r, v in header["rdev"].items()}
+    atimes = section()
+    if atimes:
+        table.atime_ns = array("q")
+        table.atime_ns.frombytes(atimes)
+        if len(table.atime_ns) != rows:
+            raise ValueError("index column atime_ns has %d rows, not %d"
+                             % (len(table.atime_ns), rows))
     return table, tree, bad, header.get("store", {})
 
 

@@ -16,6 +16,7 @@ parser, record by record. Both paths fill the table identically.
 
 import bisect
 import itertools
+import os
 import stat
 import struct
 from array import array
@@ -23,7 +24,7 @@ from typing import Dict
 
 from archfs.errors import CorruptArchiveError
 from archfs.zipengine import format as fmt
-from archfs.zipengine.entries import NO_OWNER, EntryTable
+from archfs.zipengine.entries import NO_OWNER, NO_TIME, SPECIAL_TYPES, EntryTable
 from archfs.zipengine.names import NAME_MAX, decode_name, has_odd_names, safe_path
 
 HEAD = fmt.CENTRAL_HEADER.size      # 46
@@ -125,13 +126,18 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
     times = _extra_columns(data, positions, nlens, xlen, k)
     if times is None:
         return False
-    ut, ntfs, uid, gid = times
+    ut, ntfs, uid, gid, ntfs_atime = times
     names = text.split("\x00")
     modes = _modes(heads, k, names, text, cur)
+    atimes = None
     if ntfs is not None:
-        if max(ntfs) >= (fmt.MAX_NS + _NTFS_EPOCH_NS) // 100:
+        if max(ntfs) >= (fmt.MAX_NS + _NTFS_EPOCH_NS) // 100 or (
+                ntfs_atime is not None and max(ntfs_atime) >= (fmt.MAX_NS + _NTFS_EPOCH_NS) // 100):
             return False      # a time past year 2262: clamp it record by record
         mtimes = array("q", [t * 100 - _NTFS_EPOCH_NS for t in ntfs])
+        if ntfs_atime is not None and ntfs_atime != ntfs:
+            atimes = array("q", [NO_TIME if a == t or not a else a * 100 - _NTFS_EPOCH_NS
+                                 for t, a in zip(ntfs, ntfs_atime)])
     elif ut is not None:
         mtimes = array("q", [t * NS for t in ut])
     else:
@@ -154,6 +160,10 @@ def _parse_fast(data, base, positions, nlens, heads, table: EntryTable, cur: Cur
     table.record_len.extend(array("I", map((HEAD + xlen).__add__, nlens)))
     table.dead.extend(bytes(k))
     table.relocate.extend(bytes(k))
+    if atimes is not None and table.atime_ns is None:
+        table.atime_ns = array("q", [NO_TIME]) * (len(table) - k)
+    if table.atime_ns is not None:
+        table.atime_ns.extend(atimes if atimes is not None else array("q", [NO_TIME]) * k)
     return True
 
 
@@ -197,13 +207,14 @@ def _name_index(text: str) -> array:
 
 
 def _extra_columns(data, positions, nlens, xlen, k):
-    """(ut, ntfs, uid, gid) columns when every record's extras share one layout.
+    """(ut, ntfs, uid, gid, ntfs atime) columns when every record's extras
+    share one layout.
 
     Each is None when absent; the whole result is None when the layout varies
     or holds a field that must be read record by record.
     """
     if xlen == 0:
-        return None, None, None, None
+        return None, None, None, None, None
     blob = memoryview(b"".join([data[p + HEAD + n:p + HEAD + n + xlen]
                                 for p, n in zip(positions, nlens)]))
     first = bytes(blob[:xlen])
@@ -222,7 +233,7 @@ def _extra_columns(data, positions, nlens, xlen, k):
         for j in range(4):   # the tag and size bytes must be the same in every record
             if bytes(blob[start - 4 + j::xlen]) != bytes((first[start - 4 + j],)) * k:
                 return None
-    ut = ntfs = uid = gid = None
+    ut = ntfs = uid = gid = ntfs_atime = None
     for tag, start, size in layout:
         if tag == fmt.EXTRA_TIMESTAMP and size >= 5:
             if bytes(blob[start::xlen]).count(first[start]) != k or not first[start] & 1:
@@ -233,6 +244,11 @@ def _extra_columns(data, positions, nlens, xlen, k):
                 if bytes(blob[start + j::xlen]) != bytes((first[start + j],)) * k:
                     return None
             ntfs = _plane(blob, k, xlen, start + 8, 8, "Q")
+            # atime: only when some record's differs from its mtime (archfs
+            # writes them equal unless told otherwise)
+            if any(bytes(blob[start + 8 + j::xlen]) != bytes(blob[start + 16 + j::xlen])
+                   for j in range(8)):
+                ntfs_atime = _plane(blob, k, xlen, start + 16, 8, "Q")
         elif tag == fmt.EXTRA_UNIX_OWNER and size == 11 and first[start:start + 2] == b"\x01\x04" \
                 and first[start + 6] == 4:
             for j in (0, 1, 6):
@@ -242,7 +258,7 @@ def _extra_columns(data, positions, nlens, xlen, k):
             gid = _plane(blob, k, xlen, start + 7, 4, "I")
         else:
             return None   # zip64, unicode path, unknown fields: record by record
-    return ut, ntfs, uid, gid
+    return ut, ntfs, uid, gid, ntfs_atime
 
 
 def _plane(blob: memoryview, k: int, stride: int, offset: int, width: int, typecode: str) -> array:
@@ -268,7 +284,7 @@ def unix_mode(host: int, eattr: int, is_dir: bool) -> int:
     """st_mode from the host system and external attributes of a record."""
     unix = eattr >> 16 if host == fmt.HOST_UNIX else 0
     kind = stat.S_IFMT(unix)
-    if kind == stat.S_IFLNK:
+    if kind == stat.S_IFLNK or (kind in SPECIAL_TYPES and not is_dir):
         return unix
     # a unix file type wins over the MS-DOS attribute bits beside it
     if is_dir or kind == stat.S_IFDIR or (kind != stat.S_IFREG and eattr & fmt.DOS_DIRECTORY):
@@ -288,7 +304,7 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
     raw = cd[pos + HEAD:name_end]
     row = len(table)
     ascii_name = raw.isascii()
-    mtime_ns = None
+    mtime_ns = atime_ns = device = None
     uid = gid = NO_OWNER
     unicode_path = None
     if xlen:
@@ -304,9 +320,9 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
                 if secs is not None and mtime_ns is None:
                     mtime_ns = secs * NS
             elif tag == fmt.EXTRA_NTFS:
-                ns = fmt.parse_ntfs_mtime_ns(data)
-                if ns is not None:
-                    mtime_ns = ns
+                times = fmt.parse_ntfs_times_ns(data)
+                if times is not None:
+                    mtime_ns, atime_ns = times
             elif tag == fmt.EXTRA_UNIX_OWNER:
                 owner = fmt.parse_unix_owner(data)
                 if owner is not None and max(owner) < NO_OWNER:
@@ -314,6 +330,11 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
             elif tag == fmt.EXTRA_UNICODE_PATH:
                 if not ascii_name and not flags & fmt.FLAG_UTF8:
                     unicode_path = fmt.parse_unicode_path(data, raw)
+            elif tag == fmt.EXTRA_PKWARE_UNIX and stat.S_IFMT(eattr >> 16) in (
+                    stat.S_IFCHR, stat.S_IFBLK) and made_by >> 8 == fmt.HOST_UNIX:
+                device = fmt.parse_pkware_unix_device(data)   # rebuilt from rdev on write
+                if device is None:
+                    kept.append(fmt.build_extra(tag, data))
             else:
                 kept.append(fmt.build_extra(tag, data))
         if kept:
@@ -342,6 +363,10 @@ def _parse_one(cd: bytes, pos: int, base: int, table: EntryTable, bad, cur: Curs
     table.add(spath, start, csize, usize, crc, method, flags, mtime_ns, mode,
               uid, gid, base + pos if (canonical and not shift and not relocate) else -1,
               rec_end - pos, relocate, durable_at=base + pos)
+    if atime_ns is not None:
+        table.set_atime(row, atime_ns)
+    if device is not None and stat.S_IFMT(mode) in (stat.S_IFCHR, stat.S_IFBLK):
+        table.rdev[row] = os.makedev(*device)
     if row in bad:
         pass
     elif disk != cur.disk:

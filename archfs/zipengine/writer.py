@@ -6,16 +6,23 @@ touches bytes before that offset, which is what the commit protocol in
 ``store/__init__.py`` relies on. Names are always written as UTF-8 with the flag
 set; every member gets an extended timestamp (seconds, what Info-ZIP reads)
 and an NTFS timestamp (100 ns, what 7-Zip and Windows read).
+
+Unix attributes beyond the mode (``UnixAttrs``) go into the local header as
+well as the central record, since Info-ZIP's unzip restores them from the
+local header: the owner as an Info-ZIP "ux" block (``unzip -X`` as root),
+an atime that differs from mtime in both timestamp blocks (the extended
+timestamp's atime slot exists only in local headers), and the device number
+of a character or block device in a PKWARE unix block.
 """
 
 import os
 import stat
 import zlib
-from typing import NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt
 from archfs.zipengine.codecs import compress_bytes, make_encoder, method_flags, worth_compressing
-from archfs.zipengine.entries import NO_OWNER
+from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
 
 WRITE_CHUNK = 1 << 20
 SMALL_FILE = 1 << 20
@@ -49,19 +56,49 @@ def _needed_version(method: int, zip64: bool) -> int:
     return max(version, fmt.VERSION_ZIP64) if zip64 else version
 
 
-def _time_extras(mtime_ns: int) -> bytes:
-    return fmt.build_timestamp(mtime_ns // 1_000_000_000) + fmt.build_ntfs(mtime_ns)
+def _time_extras(mtime_ns: int, atime_ns: Optional[int] = None, local: bool = False) -> bytes:
+    atime_s = atime_ns // 1_000_000_000 if local and atime_ns is not None else None
+    return fmt.build_timestamp(mtime_ns // 1_000_000_000, atime_s) + fmt.build_ntfs(mtime_ns,
+                                                                                   atime_ns)
+
+
+def _unix_extras(mode: Optional[int], mtime_ns: int, unix: UnixAttrs,
+                 uid: int, gid: int) -> bytes:
+    """The owner block, and for a device its number."""
+    extra = b"" if uid == NO_OWNER else _owner_block(uid, gid)
+    if unix.rdev is not None and mode is not None and stat.S_IFMT(mode) in (stat.S_IFCHR,
+                                                                            stat.S_IFBLK):
+        atime = unix.atime_ns if unix.atime_ns is not None else mtime_ns
+        extra += fmt.build_pkware_unix(atime // 1_000_000_000, mtime_ns // 1_000_000_000,
+                                       uid, gid, os.major(unix.rdev), os.minor(unix.rdev))
+    return extra
+
+
+_owner_blocks: Dict[Tuple[int, int], bytes] = {}
+
+
+def _owner_block(uid: int, gid: int) -> bytes:
+    """The "ux" block of an owner (a few owners write most members: kept)."""
+    block = _owner_blocks.get((uid, gid))
+    if block is None:
+        block = fmt.build_unix_owner(uid, gid)
+        if len(_owner_blocks) < 4096:
+            _owner_blocks[(uid, gid)] = block
+    return block
 
 
 
 def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
                  csize: int, usize: int, zip64: bool, times: bool = True,
-                 dos: Optional[Tuple[int, int]] = None) -> bytes:
-    """A local header; ``times=False`` leaves out the timestamp extras (the
-    central record carries them anyway) for the smallest possible header;
-    ``dos`` keeps a member's stored MS-DOS time instead of deriving it."""
+                 dos: Optional[Tuple[int, int]] = None, unix: UnixAttrs = NO_UNIX,
+                 mode: Optional[int] = None) -> bytes:
+    """A local header; ``times=False`` leaves out the timestamp and unix
+    extras (the central record carries them anyway) for the smallest
+    possible header; ``dos`` keeps a member's stored MS-DOS time instead of
+    deriving it; ``unix`` and ``mode`` give the unix attributes (see above)."""
     date, dtime = dos or fmt.ns_to_dos(mtime_ns)
-    extra = _time_extras(mtime_ns) if times else b""
+    extra = (_time_extras(mtime_ns, unix.atime_ns, local=True)
+             + _unix_extras(mode, mtime_ns, unix, unix.uid, unix.gid)) if times else b""
     if zip64:
         extra = fmt.build_zip64(usize, csize) + extra
         csize = usize = fmt.MAX32
@@ -96,7 +133,8 @@ class _Sink:
 
 def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level: int,
                  is_dir: bool = False, times: bool = True,
-                 method: int = fmt.DEFLATED) -> Written:
+                 method: int = fmt.DEFLATED, unix: UnixAttrs = NO_UNIX,
+                 mode: Optional[int] = None) -> Written:
     """Append a member whose whole content is in memory, compressed with
     ``method`` when that makes it smaller (else stored)."""
     name = member_name_bytes(path, is_dir)
@@ -109,7 +147,7 @@ def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level:
     flags = method_flags(used)
     zip64 = len(data) >= ZIP64_THRESHOLD
     header = local_header(name, used, flags, mtime_ns, crc, len(payload), len(data), zip64,
-                          times)
+                          times, unix=unix, mode=mode)
     sink = _Sink(fd, at)
     sink.write(header)
     sink.write(payload)
@@ -118,13 +156,14 @@ def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level:
 
 
 def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: int,
-                method: int = fmt.DEFLATED) -> Written:
+                method: int = fmt.DEFLATED, unix: UnixAttrs = NO_UNIX) -> Written:
     """Append the content of a local file, compressed as a stream with
     ``method`` unless a sample shows it does not compress."""
     with open(source, "rb") as src:
         size = os.fstat(src.fileno()).st_size
         if size <= SMALL_FILE:
-            return append_bytes(fd, at, path, src.read(), mtime_ns, level, method=method)
+            return append_bytes(fd, at, path, src.read(), mtime_ns, level, method=method,
+                                unix=unix)
         first = src.read(WRITE_CHUNK)
         if method == fmt.STORED or not worth_compressing(first[:1 << 16], level):
             method = fmt.STORED
@@ -134,7 +173,7 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         # until the data is written, the header carries no local header
         # signature: recovery walks members by their headers, and must stop here
         placeholder = PLACEHOLDER_SIG + local_header(name, method, flags, mtime_ns, 0, 0, 0,
-                                                     zip64)[4:]
+                                                     zip64, unix=unix)[4:]
         os.pwrite(fd, placeholder, at)
         sink = _Sink(fd, at + len(placeholder))
         encoder = make_encoder(method, level) if method != fmt.STORED else None
@@ -150,7 +189,8 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         sink.flush()
     if usize >= ZIP64_THRESHOLD and not zip64:
         raise OSError("file grew past 4 GiB while being stored")
-    header = local_header(name, method, flags, mtime_ns, crc, sink.total, usize, zip64)
+    header = local_header(name, method, flags, mtime_ns, crc, sink.total, usize, zip64,
+                          unix=unix)
     os.pwrite(fd, header, at)
     return Written(at, sink.total, usize, crc, method, fmt.FLAG_UTF8 | flags, sink.pos)
 
@@ -158,7 +198,8 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
 def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_start: int,
                 csize: int, usize: int, crc: int, method: int, flags: int,
                 mtime_ns: int, times: bool = True,
-                dos: Optional[Tuple[int, int]] = None) -> Written:
+                dos: Optional[Tuple[int, int]] = None, unix: UnixAttrs = NO_UNIX,
+                mode: Optional[int] = None) -> Written:
     """Append an existing member's compressed bytes under a new local header.
 
     Used when a member's name changes: readers require the local header's
@@ -170,7 +211,7 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
     flags |= fmt.FLAG_UTF8
     zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
     header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
-                          csize, usize, zip64, times, dos)
+                          csize, usize, zip64, times, dos, unix, mode)
     os.pwrite(fd, header, at)
     pos = at + len(header)
     copy_range(src_fd, data_start, fd, pos, csize)
@@ -208,7 +249,7 @@ def copy_range(src_fd: int, src_pos: int, dst_fd: int, dst_pos: int, count: int)
 def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int, crc: int,
                    csize: int, usize: int, offset: int, uid: int, gid: int,
                    kept_extras: bytes = b"", comment: bytes = b"",
-                   dos: Optional[Tuple[int, int]] = None) -> bytes:
+                   dos: Optional[Tuple[int, int]] = None, unix: UnixAttrs = NO_UNIX) -> bytes:
     """One central directory record in archfs's canonical form.
 
     ``flags`` must be those of the member's local header: readers compare
@@ -228,9 +269,8 @@ def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int,
     if offset >= fmt.MAX32:
         big.append(offset)
         offset_f = fmt.MAX32
-    extra = (fmt.build_zip64(*big) if big else b"") + _time_extras(mtime_ns)
-    if uid != NO_OWNER:
-        extra += fmt.build_unix_owner(uid, gid)
+    extra = (fmt.build_zip64(*big) if big else b"") + _time_extras(mtime_ns, unix.atime_ns)
+    extra += _unix_extras(mode, mtime_ns, unix, uid, gid)
     if len(extra) + len(kept_extras) <= MAX_EXTRA:
         extra += kept_extras
     date, dtime = dos or fmt.ns_to_dos(mtime_ns)

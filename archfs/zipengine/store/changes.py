@@ -1,12 +1,13 @@
 """The change operations: appending new and replaced members, and the
-in-memory changes (remove, rename, mkdir, chmod, utime) that the next
-commit makes durable."""
+in-memory changes (remove, rename, mkdir, chmod, utime, chown) that the
+next commit makes durable. New members carry their unix attributes
+(``UnixAttrs``: owner, atime, device number) in their headers."""
 
 import logging
 import os
 import stat
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 from archfs.errors import (
     DirectoryNotEmpty,
@@ -16,10 +17,11 @@ from archfs.errors import (
     IsADirectory,
     NoSuchFile,
     NotADirectory,
-    NotSupported,
 )
 from archfs.zipengine import format as fmt, writer
+from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
 from archfs.zipengine.names import is_valid_new_name
+from archfs.zipengine.store.attributes import check_new_name
 from archfs.zipengine.store.options import LOCAL_OVERHEAD
 
 log = logging.getLogger("archfs.zip")
@@ -32,8 +34,8 @@ class Changes:
         if path == "":
             raise IsADirectory("/: is the root directory")
         if not is_valid_new_name(path):
-            raise InvalidArgument("%r: not a name a zip archive can hold "
-                              "(backslashes read back as directory separators)" % path)
+            check_new_name(path)
+            raise InvalidArgument("%r: not a name a zip archive can hold" % path)
 
     def _check_parent(self, path: str) -> None:
         parent = path.rpartition("/")[0]
@@ -44,31 +46,43 @@ class Changes:
             parent = parent.rpartition("/")[0]
 
     def add_file(self, path: str, local_file: str, mode: Optional[int] = None,
-                 mtime_ns: Optional[int] = None, replace: bool = True) -> None:
-        """Store a local file as ``path``, replacing a file of that name."""
+                 mtime_ns: Optional[int] = None, replace: bool = True,
+                 owner: Optional[Tuple[int, int]] = None, atime_ns: Optional[int] = None,
+                 ctime_ns: Optional[int] = None) -> None:
+        """Store a local file as ``path``, replacing a file of that name.
+        ``owner`` (uid, gid) defaults to the replaced member's."""
         if mtime_ns is None:
             mtime_ns = os.stat(local_file).st_mtime_ns
+        unix = self._unix_for(path, owner, atime_ns)
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
                     lambda fd, at: writer.append_file(fd, at, path, local_file, mtime_ns,
                                                       self.options.level,
-                                                      method=self.options.method))
+                                                      method=self.options.method, unix=unix),
+                    unix, ctime_ns)
 
     def add_bytes(self, path: str, data: bytes, mode: Optional[int] = None,
-                  mtime_ns: Optional[int] = None, replace: bool = True) -> None:
+                  mtime_ns: Optional[int] = None, replace: bool = True,
+                  owner: Optional[Tuple[int, int]] = None, atime_ns: Optional[int] = None,
+                  ctime_ns: Optional[int] = None) -> None:
         if mtime_ns is None:
             mtime_ns = time.time_ns()
+        unix = self._unix_for(path, owner, atime_ns)
         self._store(path, mode, mtime_ns, replace, stat.S_IFREG,
                     lambda fd, at: writer.append_bytes(fd, at, path, data, mtime_ns,
                                                        self.options.level,
-                                                       method=self.options.method))
+                                                       method=self.options.method, unix=unix),
+                    unix, ctime_ns)
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str, owner: Optional[Tuple[int, int]] = None) -> None:
         now = time.time_ns()
         data = target.encode("utf-8", "surrogateescape")
+        unix = self._unix_for(path, owner or (NO_OWNER, NO_OWNER))
         self._store(path, 0o777, now, False, stat.S_IFLNK,
-                    lambda fd, at: writer.append_bytes(fd, at, path, data, now, 0))
+                    lambda fd, at: writer.append_bytes(fd, at, path, data, now, 0, unix=unix),
+                    unix)
 
-    def _store(self, path, mode, mtime_ns, replace, kind, append) -> None:
+    def _store(self, path, mode, mtime_ns, replace, kind, append,
+               unix: UnixAttrs = NO_UNIX, ctime_ns: Optional[int] = None) -> None:
         """Append a member of ``kind`` and put it at ``path`` (checked twice:
         before the append, and again once it is written, for races)."""
         self._check_writable()
@@ -91,6 +105,9 @@ class Changes:
                 row = self._table.add(path, written.offset, written.csize, written.usize,
                                       written.crc, written.method, written.flags, mtime_ns,
                                       kind | (mode & 0o7777))
+                self._table.set_unix(row, unix)
+                if ctime_ns is not None:
+                    self._table.set_ctime(row, max(ctime_ns, mtime_ns))
                 if old >= 0:
                     self._dead += LOCAL_OVERHEAD + self._table.csize[old]
                     self._tree.replace_file(path, row)
@@ -123,7 +140,8 @@ class Changes:
         self._remember_identity()
         return written
 
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
+    def mkdir(self, path: str, mode: int = 0o755,
+              owner: Optional[Tuple[int, int]] = None) -> None:
         """Create a directory; its parent must exist (as with mkdir(2))."""
         self._check_writable()
         with self._meta:
@@ -135,13 +153,15 @@ class Changes:
             parent = path.rpartition("/")[0]
             if parent not in self._tree.dirs:
                 raise NoSuchFile("%s: no such directory" % parent)
-        self._add_dir_entry(path, mode, time.time_ns(), must_be_new=True)
+        self._add_dir_entry(path, mode, time.time_ns(), must_be_new=True,
+                            unix=self._unix_for(path, owner or (NO_OWNER, NO_OWNER)))
 
-    def _add_dir_entry(self, path: str, mode: int, mtime_ns: int, must_be_new: bool) -> None:
+    def _add_dir_entry(self, path: str, mode: int, mtime_ns: int, must_be_new: bool,
+                       unix: UnixAttrs = NO_UNIX, ctime_ns: Optional[int] = None) -> None:
         with self._append:
             self._check_unchanged()
             written = self._appending(lambda fd, at: writer.append_bytes(
-                fd, at, path, b"", mtime_ns, 0, is_dir=True))
+                fd, at, path, b"", mtime_ns, 0, is_dir=True, unix=unix))
             with self._meta:
                 node = self._tree.dirs.get(path)
                 if (must_be_new and (node is not None or path in self._tree.paths)) or (
@@ -150,6 +170,9 @@ class Changes:
                     raise FileAlreadyExistsError("%s: file exists" % path)
                 row = self._table.add(path, written.offset, 0, 0, 0, fmt.STORED, written.flags,
                                       mtime_ns, stat.S_IFDIR | (mode & 0o7777))
+                self._table.set_unix(row, unix)
+                if ctime_ns is not None:
+                    self._table.set_ctime(row, ctime_ns)
                 if node is not None and node.row >= 0:
                     self._table.dead[node.row] = 1
                 self._tree.add_dir(path, row)
@@ -209,6 +232,7 @@ class Changes:
                 if new_node is not None:
                     raise IsADirectory("%s: is a directory" % new)
                 moved = table.copy_as(old_row, new)
+                table.set_ctime(moved, time.time_ns())
                 tree.remove_file(old)
                 if new_row >= 0:
                     self._dead += LOCAL_OVERHEAD + table.csize[new_row]
@@ -236,7 +260,10 @@ class Changes:
         for dir_path, row, files in moves:
             target = new + dir_path[cut:]
             if row >= 0:
-                tree.add_dir(target, table.copy_as(row, target))
+                moved = table.copy_as(row, target)
+                if dir_path == old:
+                    table.set_ctime(moved, time.time_ns())
+                tree.add_dir(target, moved)
                 table.dead[row] = 1
             else:
                 tree.ensure_dir(target)
@@ -244,67 +271,3 @@ class Changes:
                 name = target + table.names[r][len(dir_path):]
                 moved = table.copy_as(r, name)
                 tree.add_file(name, moved)
-
-    def chmod(self, path: str, mode: int) -> None:
-        self._change(path, mode=mode & 0o7777)
-
-    def utime(self, path: str, mtime_ns: int) -> None:
-        self._change(path, mtime_ns=mtime_ns)
-
-    def _change(self, path: str, mode: Optional[int] = None,
-                mtime_ns: Optional[int] = None) -> None:
-        """chmod/utime. The mode lives only in the central record; the time
-        also in the local header, which unzip restores from, so a new time
-        rewrites the local header: in place while the member is not yet
-        committed, else by copying the member at the next commit."""
-        self._check_writable()
-        t = self._table
-        if path == "":
-            with self._meta:
-                if mode is not None:
-                    self._root[0] = stat.S_IFDIR | mode
-                if mtime_ns is not None:
-                    self._root[1] = mtime_ns
-            return
-        with self._append, self._meta:
-            node, row = self._tree.lookup(path)
-            if node is None and row < 0:
-                raise NoSuchFile("%s: no such file or directory" % path)
-            if row >= 0:
-                if mtime_ns is not None and mtime_ns != t.mtime_ns[row]:
-                    if row in t.raw_dos:
-                        raise NotSupported("%s: the time of an encrypted member cannot "
-                                           "change (its password check depends on it)" % path)
-                    t.mtime_ns[row] = mtime_ns
-                    if not self._retime_in_place(row):
-                        t.relocate[row] = 1
-                if mode is not None:
-                    t.mode[row] = stat.S_IFMT(t.mode[row]) | mode
-                t.touch(row)
-                self._dirty = True
-                return
-        # an implied directory gets an explicit entry to hold the attribute
-        current_mode, _size, current_mtime, _uid, _gid = self.stat(path)
-        self._add_dir_entry(path, current_mode if mode is None else mode,
-                            current_mtime if mtime_ns is None else mtime_ns, must_be_new=False)
-
-    def _retime_in_place(self, row: int) -> bool:
-        """Rewrite the local header of a not yet committed member with its new
-        time; False if it is committed (its header must then not change)."""
-        t = self._table
-        if t.offset[row] < self._committed_end or t.relocate[row]:
-            return False
-        found = fmt.read_local_header(self._file.pread, t.offset[row])
-        if found is None:
-            return False
-        fields, data_start = found
-        r = t.row(row)
-        zip64 = fields[7] == fmt.MAX32
-        header = writer.local_header(writer.member_name_bytes(r.name, r.is_dir), r.method,
-                                     fields[2], r.mtime_ns, r.crc, r.csize, r.usize, zip64)
-        if len(header) != data_start - r.offset:
-            return False
-        writer.write_all(self._file.fd, header, r.offset)
-        self._remember_identity()
-        return True
-

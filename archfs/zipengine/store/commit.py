@@ -255,7 +255,8 @@ class Commit:
             data_start = found[1]
             written = self._appending(lambda fd, at: writer.append_copy(
                 fd, at, row.name, row.is_dir, src.fd, data_start, row.csize, row.usize,
-                row.crc, row.method, row.flags, row.mtime_ns, dos=row.dos))
+                row.crc, row.method, row.flags, row.mtime_ns, dos=row.dos, unix=row.unix,
+                mode=row.mode))
             with self._meta:
                 self._dead += LOCAL_OVERHEAD + row.csize
                 if t.dead[r] or t.names[r] != row.name:

@@ -10,6 +10,7 @@ import time
 from typing import List
 
 from archfs.zipengine import format as fmt, writer
+from archfs.zipengine.entries import NO_UNIX, UnixAttrs
 from archfs.zipengine.tree import DIR_MODE
 
 log = logging.getLogger("archfs.zip")
@@ -75,8 +76,14 @@ class FirstEntry:
         self._wrote_elsewhere = True       # the next journal record syncs this first
         if kind == "dir":
             now = time.time_ns()
-            written = writer.append_bytes(fd, start, value, b"", now, 0, is_dir=True,
-                                          times=False)
+            with self._meta:   # the entry carries the directory's own time and owner
+                node = tree.dirs.get(value)
+                explicit = node is not None and node.row >= 0
+                unix = t.unix(node.row) if explicit else NO_UNIX
+                stamp = t.mtime_ns[node.row] if explicit else now
+            written = writer.append_bytes(fd, start, value, b"", stamp, 0, is_dir=True,
+                                          times=_full_header_fits(value, True, 0, 0, stamp, unix,
+                                                                  DIR_MODE, hole), unix=unix)
             with self._meta:
                 node = tree.dirs.get(value)
                 if node is None:
@@ -86,6 +93,8 @@ class FirstEntry:
                 mtime = t.mtime_ns[node.row] if node.row >= 0 else now
                 row = t.add(value, start, 0, 0, 0, fmt.STORED, written.flags, mtime, mode)
                 if node.row >= 0:
+                    t.set_unix(row, t.unix(node.row))
+                    t.set_ctime(row, t.ctime(node.row))
                     t.dead[node.row] = 1
                 tree.add_dir(value, row)
             return True
@@ -94,9 +103,12 @@ class FirstEntry:
         if found is None:
             return "compact"
         row = t.row(r)
+        # the full header (times, owner: what unzip restores from) where it fits
+        times = _full_header_fits(row.name, row.is_dir, row.csize, row.usize, row.mtime_ns,
+                                  row.unix, row.mode, hole)
         written = writer.append_copy(fd, start, row.name, row.is_dir, fd, found[1], row.csize,
                                      row.usize, row.crc, row.method, row.flags, row.mtime_ns,
-                                     times=False, dos=row.dos)
+                                     times=times, dos=row.dos, unix=row.unix, mode=row.mode)
         with self._meta:
             if t.dead[r]:
                 return False
@@ -124,3 +136,12 @@ class FirstEntry:
                 best = r
         return None if best is None else ("row", best)
 
+
+def _full_header_fits(name: str, is_dir: bool, csize: int, usize: int, mtime_ns: int,
+                      unix: UnixAttrs, mode: int, hole: int) -> bool:
+    """Whether a member with its full local header (timestamps, owner) fits
+    in ``hole`` bytes; a filler otherwise gets the bare header."""
+    zip64 = max(csize, usize) >= writer.ZIP64_THRESHOLD
+    header = writer.local_header(writer.member_name_bytes(name, is_dir), fmt.STORED, 0,
+                                 mtime_ns, 0, csize, usize, zip64, True, unix=unix, mode=mode)
+    return len(header) + csize <= hole

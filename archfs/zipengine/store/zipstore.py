@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 from archfs.errors import IsADirectory, NoSuchFile, NotADirectory
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.memberreader import SeekIndexCache, Verdicts
+from archfs.zipengine.store.attributes import Attributes
 from archfs.zipengine.store.changes import Changes
 from archfs.zipengine.store.commit import Commit
 from archfs.zipengine.store.directory import DirectoryPlanning
@@ -25,8 +26,8 @@ from archfs.zipengine.store.reading import Reading
 from archfs.zipengine.tree import DIR_MODE
 
 
-class ZipStore(Opening, Identity, Reading, Changes, Journaling, DirectoryPlanning, Commit,
-               InPlace, FirstEntry, Compacting):
+class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, DirectoryPlanning,
+               Commit, InPlace, FirstEntry, Compacting):
     """An open zip archive (see the package docstring for the protocol).
 
     State shared by the parts (set here, in ``Opening._load`` and in
@@ -55,7 +56,8 @@ class ZipStore(Opening, Identity, Reading, Changes, Journaling, DirectoryPlannin
         self._verdicts = Verdicts()
         self._broken: Optional[str] = None
         self._readers_at: Dict[int, int] = {}   # local header offset -> open readers
-        self._root = [DIR_MODE, 0]    # a zip has no entry for its root: kept in memory only
+        # a zip has no entry for its root: mode, mtime, owner, ctime kept in memory only
+        self._root = [DIR_MODE, 0, NO_OWNER, NO_OWNER, 0]
         self._dirty = False
         self._closed = False
         self.warnings: List[str] = []    # said once at mount (a damaged archive read leniently)
@@ -90,8 +92,8 @@ class ZipStore(Opening, Identity, Reading, Changes, Journaling, DirectoryPlannin
                 return t.mode[row], size, t.mtime_ns[row], t.uid[row], t.gid[row]
             if node is not None:
                 if path == "":
-                    mode, mtime_ns = self._root
-                    return mode, 0, mtime_ns or self._identity[3], NO_OWNER, NO_OWNER
+                    mode, mtime_ns, uid, gid, _ctime = self._root
+                    return mode, 0, mtime_ns or self._identity[3], uid, gid
                 return DIR_MODE, 0, self._identity[3], NO_OWNER, NO_OWNER
         raise NoSuchFile("%s: no such file or directory" % path)
 
