@@ -154,3 +154,17 @@ class NoSuchAttribute(ArchfsError):
     """The member has no extended attribute of that name."""
 
     errno_value = getattr(_errno, "ENODATA", 61)
+
+
+class RemoteError(ArchfsError):
+    """The store holding a remote archive failed or could not be reached
+    (network, server error); exit status 4, a system problem."""
+
+    errno_value = _errno.EIO
+    exit_code = 4
+
+
+class RemoteAccessDenied(ArchfsError, PermissionError):
+    """The remote store refused access (credentials, bucket policy)."""
+
+    errno_value = _errno.EACCES

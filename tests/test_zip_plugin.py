@@ -111,15 +111,18 @@ def test_plugin_identity(ro, zip_path):
     assert ro.use_query() is False
     assert ro.location == os.path.abspath(zip_path)
     assert ro.writable is False
-    assert ro.transport is None
+    assert ro.transport.location == os.path.abspath(zip_path) and ro.transport.is_local
     assert ro.description and ro.authors and ro.url
     assert ro.version.count(".") == 2
-    with ZipfileArchive(transport="t", url=zip_path) as with_transport:
-        assert with_transport.transport == "t"
+    from archfs.engine.fileaccess import ArchiveFile
+    given = ArchiveFile(str(zip_path))
+    with ZipfileArchive(transport=given, url=zip_path) as with_transport:
+        assert with_transport.transport is given     # every read goes through it
+        assert with_transport.getnames() == ro.getnames()
     with pytest.raises(ValueError):
         ZipfileArchive()
     with pytest.raises(ValueError, match="scheme"):
-        ZipfileArchive(url="http://example.com/a.zip")
+        ZipfileArchive(url="nosuchscheme://example.com/a.zip")
 
 
 @pytest.mark.parametrize("mode", ["a", "w", "r+", "a+"])

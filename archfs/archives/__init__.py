@@ -182,7 +182,7 @@ def find_suffix_plugin(url, mode: str = "r", opts=None) -> AbstractArchive:
 SNIFF_BYTES = 512      # what a plugin's ``sniff`` sees of a file
 
 
-def _sniff_class(path: str) -> Optional[type]:
+def _sniff_class(path: str, head: Optional[bytes] = None) -> Optional[type]:
     """The plugin that recognizes the file's content, if any.
 
     Signatures are the registry's own table plus a plugin's optional
@@ -195,11 +195,12 @@ def _sniff_class(path: str) -> Optional[type]:
     for name, cls in found.items():
         for prefix in getattr(cls, "magic", ()):
             table[bytes(prefix)] = name
-    try:
-        with open(path, "rb") as f:
-            head = f.read(max([SNIFF_BYTES] + [len(p) for p in table]))
-    except OSError:
-        return None
+    if head is None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(max([SNIFF_BYTES] + [len(p) for p in table]))
+        except OSError:
+            return None
     for prefix, name in sorted(table.items(), key=lambda kv: -len(kv[0])):
         if head.startswith(prefix):
             return plugin_class(name)
@@ -214,9 +215,31 @@ def _sniff_class(path: str) -> Optional[type]:
     return None
 
 
+def _remote_class(url: str, mode: str) -> type:
+    """A remote archive's plugin: by the suffix of its URL's path (its content
+    would cost requests), else by its first bytes."""
+    from archfs.engine import transports
+    cls = _suffix_class(urllib.parse.urlsplit(url).path)
+    if cls is not None:
+        return cls
+    transport = transports.open_remote(url)      # raises NoSuchFile when missing
+    try:
+        cls = _sniff_class(url, transport.pread(SNIFF_BYTES, 0))
+    finally:
+        transport.release()
+    if cls is None:
+        raise ArchivePluginNotFound("cannot tell the archive format of %s; %s"
+                                    % (transports.redact(url), _known()))
+    return cls
+
+
 def archive_class(url, mode: str = "r") -> type:
     """The plugin class for whatever ``url`` is: a directory, a file whose
-    content a plugin recognizes, else a file with a known suffix."""
+    content a plugin recognizes, else a file with a known suffix; a remote
+    URL (``s3://``, ``https://``, ...) by its suffix, else its content."""
+    from archfs.engine.transports import is_remote
+    if is_remote(url):
+        return _remote_class(os.fspath(url), mode)
     path = _local_path(url)
     if os.path.isdir(path):
         return plugin_class("filesystem")

@@ -17,7 +17,6 @@ import os
 import shutil
 import stat as _stat
 import tempfile
-import urllib.parse
 from typing import List, Optional, Tuple
 
 from archfs import __version__, optionspec
@@ -29,6 +28,7 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
+from archfs.engine import transports
 from archfs.errors import NoSuchAttribute, NoSuchFile, ReadOnlyError, UnsupportedURL
 from archfs.optionspec import Option
 from archfs.tarengine.table import NO_OWNER
@@ -37,11 +37,11 @@ __all__ = ["TarfileArchive"]
 
 
 def _local_path(url: str) -> str:
-    parts = urllib.parse.urlsplit(os.fspath(url))
-    if parts.scheme in ("", "file"):
-        return urllib.parse.unquote(parts.path) if parts.scheme else os.fspath(url)
-    raise UnsupportedURL("%s: unsupported URL scheme %r (archfs reads local files)"
-                         % (url, parts.scheme))
+    path = transports.local_path(os.fspath(url))
+    if path is None:
+        raise UnsupportedURL("%s: repair works on local files only (copy it here first)"
+                             % transports.redact(url))
+    return path
 
 
 def _flag(opts: dict, key: str, default: str = "1") -> bool:
@@ -73,6 +73,7 @@ class TarfileArchive(AbstractArchive):
                               "save and load the member index and seek points of "
                               "compressed or big tars in $XDG_CACHE_HOME/archfs/index",
                               optionspec.boolean),
+        **transports.OPTIONS,      # a remote archive's: endpoint_url, cache_mb, ...
     }
 
     @classmethod
@@ -90,14 +91,28 @@ class TarfileArchive(AbstractArchive):
                          self.mimetypes)
         if url is None:
             raise ValueError("url not given")
-        self._transport = transport
         opts = dict(opts or {})
-        self._path = os.path.abspath(_local_path(url))
         writable = mode[0] in "wa" or "+" in mode
+        self.why_read_only = None
+        if transport is not None and transport.is_local:
+            url = transport.location     # the writers open the local file themselves
+            transport.release()
+            transport = None
+        if transport is None and transports.is_remote(url):
+            transport = transports.open_remote(url, False, opts)
+        if transport is not None:
+            if writable:
+                self.why_read_only = ("tar archives are written back to local files only "
+                                      "(remote write-back is for zip)")
+                writable = False
+            self._path = transport.location
+        else:
+            self._path = os.path.abspath(_local_path(url))
         from archfs.tarengine.writer import open_store
         self._store = open_store(self._path, writable, opts.get("progress"),
                                  _flag(opts, "index_cache"),
-                                 int(opts.get("compression_level", 6)))
+                                 int(opts.get("compression_level", 6)), transport)
+        transports.log_opened(self._store._file)
         self._tmpdir: Optional[str] = None
         self._extracted = {}
 
@@ -105,6 +120,11 @@ class TarfileArchive(AbstractArchive):
 
     def use_query(self):
         return False
+
+    @property
+    def transport(self):
+        """The archive file's transport (local, or ``archfs.engine.transports``)."""
+        return self._store._file
 
     def getnames(self, files=None):
         return select_names(self._store.names(), files)
@@ -166,7 +186,7 @@ class TarfileArchive(AbstractArchive):
     def _scratch(self) -> str:
         if self._tmpdir is None:
             parent = os.path.dirname(self._path)
-            base = parent if os.access(parent, os.W_OK) else None
+            base = parent if os.access(parent, os.W_OK) and self.transport.is_local else None
             self._tmpdir = tempfile.mkdtemp(prefix=".archfs-", dir=base)
         return self._tmpdir
 

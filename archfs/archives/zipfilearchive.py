@@ -23,7 +23,6 @@ import os
 import shutil
 import stat as _stat
 import tempfile
-import urllib.parse
 from typing import List, Optional, Tuple
 
 from archfs import __version__
@@ -37,6 +36,7 @@ from archfs.archives.abstractarchive import (
     select_names,
 )
 from archfs.archives.writefileio import WriteFileIO
+from archfs.engine import transports
 from archfs.errors import InvalidArgument, NoSuchFile, ReadOnlyError, UnsupportedURL
 from archfs.zipengine.codecs import WRITE_METHODS
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
@@ -48,11 +48,11 @@ __all__ = ["ZipfileArchive", "WriteFileIO"]
 
 
 def _local_path(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme in ("", "file"):
-        return urllib.parse.unquote(parts.path) if parts.scheme else url
-    raise UnsupportedURL("%s: unsupported URL scheme %r (archfs reads local files)"
-                         % (url, parts.scheme))
+    path = transports.local_path(url)
+    if path is None:
+        raise UnsupportedURL("%s: repair works on local files only (copy it here first)"
+                             % transports.redact(url))
+    return path
 
 
 def _password(opts: dict) -> Optional[bytes]:
@@ -123,6 +123,7 @@ class ZipfileArchive(AbstractArchive):
                                   "directory so other programs read the archive whole; 0: "
                                   "only at unmount (see How writes reach the archive)",
                                   optionspec.seconds),
+        **transports.OPTIONS,      # a remote archive's: endpoint_url, cache_mb, ...
     }
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
@@ -130,10 +131,17 @@ class ZipfileArchive(AbstractArchive):
                          self.mimetypes)
         if url is None:
             raise ValueError("url not given")
-        self._transport = transport
         opts = dict(opts or {})
-        self._path = os.path.abspath(_local_path(url))
         writable = mode[0] in "wa" or "+" in mode
+        self.why_read_only = None
+        if transport is None and transports.is_remote(url):
+            transport = transports.open_remote(url, writable, opts)
+        if transport is not None:
+            self.why_read_only = writable and transport.why_read_only or None
+            writable = writable and transport.writable
+            self._path = transport.location
+        else:
+            self._path = os.path.abspath(transports.local_path(url))
         options = StoreOptions(
             level=int(opts.get("compression_level", 6)),
             method=write_method(opts.get("compression")),
@@ -143,7 +151,8 @@ class ZipfileArchive(AbstractArchive):
             index_cache=str(opts.get("index_cache", "1")).lower() not in ("0", "no", "off", "false"),
             checkpoint_idle=float(opts.get("checkpoint_idle", StoreOptions.checkpoint_idle)),
         )
-        self._store = ZipStore(self._path, writable, options)
+        self._store = ZipStore(self._path, writable, options, transport)
+        transports.log_opened(self._store.transport)
         self._tmpdir: Optional[str] = None
         self._extracted = {}        # member name -> row it was extracted from
 
@@ -151,6 +160,12 @@ class ZipfileArchive(AbstractArchive):
 
     def use_query(self):
         return False
+
+    @property
+    def transport(self):
+        """The archive file's transport: the local file, or the remote one
+        (``archfs.engine.transports``) every read and write goes through."""
+        return self._store.transport
 
     def getnames(self, files=None):
         return select_names(self._store.names(), files)
@@ -220,7 +235,7 @@ class ZipfileArchive(AbstractArchive):
         """A private temporary directory, beside the archive when possible."""
         if self._tmpdir is None:
             parent = os.path.dirname(self._path)
-            base = parent if os.access(parent, os.W_OK) else None
+            base = parent if os.access(parent, os.W_OK) and self.transport.is_local else None
             self._tmpdir = tempfile.mkdtemp(prefix=".archfs-", dir=base)
         return self._tmpdir
 
@@ -316,6 +331,9 @@ class ZipfileArchive(AbstractArchive):
     @property
     def compaction_detail(self) -> str:
         return self._store.last_compaction
+    def save_uncommitted(self, directory: str) -> List[str]:
+        """After a commit failed for good: copy what it held into ``directory``."""
+        return self._store.save_uncommitted(directory)
 
     @classmethod
     def repair(cls, url, progress=None) -> str:

@@ -152,6 +152,8 @@ class _LibraryStream(_Shared):
             if not self._closed:
                 self._closed = True
                 self._f.close()
+                if not isinstance(self._path, str):    # a remote archive's file object
+                    self._path.close()
 
 
 class GzipStream(_LibraryStream):
@@ -175,8 +177,10 @@ class GzipStream(_LibraryStream):
     def _open_backend(self):
         if self._bounded:
             import indexed_gzip
-            return indexed_gzip.IndexedGzipFile(self._path, spacing=GZIP_CHUNK,
-                                                readbuf_size=4 << 20, buffer_size=4 << 20)
+            where = ({"filename": self._path} if isinstance(self._path, str)
+                     else {"fileobj": self._path})
+            return indexed_gzip.IndexedGzipFile(spacing=GZIP_CHUNK, readbuf_size=4 << 20,
+                                                buffer_size=4 << 20, **where)
         import rapidgzip
         # one decoding thread: on 2 cores the second held twice the memory
         # (250 MB against 140 MB indexing 100,000 files) for no gain under load
@@ -230,9 +234,18 @@ class GzipStream(_LibraryStream):
                 self._f.import_index(io.BytesIO(state[1:]))
 
 
-def _gzip_ratio(path: str) -> float:
+def _gzip_ratio(path) -> float:
     """Decompressed to compressed size, as the last member's trailer says
-    (a hint only: it counts modulo 4 GiB and one member)."""
+    (a hint only: it counts modulo 4 GiB and one member). ``path`` may be a
+    file object (a remote archive)."""
+    if not isinstance(path, str):
+        size = path.seek(0, 2)
+        if size < 18:
+            return 0.0
+        path.seek(size - 4)
+        isize = int.from_bytes(path.read(4), "little")
+        path.seek(0)
+        return isize / size
     size = os.path.getsize(path)
     if size < 18:
         return 0.0
@@ -273,6 +286,50 @@ class ZstdStream(_OffsetsStream):
         return indexed_zstd.IndexedZstdFile(self._path)
 
 
+class ForwardZstdStream(_LibraryStream):
+    """zstd without a library that reads file objects (a remote archive whose
+    frames do not record their sizes): decoded forward, from the start again
+    for a backward seek."""
+
+    kind = ZSTD
+
+    def _open(self):
+        return _Forward(self._path)
+
+
+class _Forward:
+    def __init__(self, raw):
+        self._raw = raw
+        self._restart()
+
+    def _restart(self):
+        import zstandard
+        self._raw.seek(0)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._raw,
+                                                                  read_across_frames=True)
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int) -> None:
+        if pos < self._pos:
+            self._restart()
+        while self._pos < pos:
+            skipped = self._reader.read(min(1 << 20, pos - self._pos))
+            if not skipped:
+                break
+            self._pos += len(skipped)
+
+    def read(self, size: int) -> bytes:
+        data = self._reader.read(size)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 class XzStream(_LibraryStream):
     kind = XZ
 
@@ -285,10 +342,16 @@ _CLASSES = {GZIP: GzipStream, BZIP2: Bzip2Stream, XZ: XzStream, ZSTD: ZstdStream
 
 
 def open_stream(file, path: str, kind: Optional[str]):
-    """A ``pread``-able stream over the archive file's (decompressed) content."""
+    """A ``pread``-able stream over the archive file's (decompressed) content.
+    A remote archive (``file`` not local) is handed to the library as a file
+    object reading through its transport."""
     if kind is None:
         return PlainStream(file)
-    return _CLASSES[kind](path)
+    if getattr(file, "is_local", True):
+        return _CLASSES[kind](path)
+    from archfs.engine.fileaccess import Reader
+    cls = ForwardZstdStream if kind == ZSTD else _CLASSES[kind]
+    return cls(Reader(file))
 
 
 def library_error(exc: BaseException) -> bool:

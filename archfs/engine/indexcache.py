@@ -30,7 +30,8 @@ def cache_dir() -> str:
 
 
 def cache_file(path: str, directory: Optional[str], kind: str) -> str:
-    digest = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape"))
+    name = path if "://" in path else os.path.realpath(path)    # a URL names itself
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape"))
     suffix = ".idx" if kind == "zip" else "." + kind + ".idx"
     return os.path.join(directory or cache_dir(), digest.hexdigest()[:32] + suffix)
 
@@ -39,6 +40,13 @@ def file_key(path: str, identity, kind: str, version: int) -> dict:
     return {"kind": kind, "version": version, "path": os.path.realpath(path),
             "dev": identity.dev, "ino": identity.ino, "size": identity.size,
             "mtime_ns": identity.mtime_ns}
+
+
+def transport_key(transport, kind: str, version: int) -> dict:
+    """The key of an archive read through a transport: for a local file the
+    same as ``file_key``; for a remote object its URL and ETag, so the index
+    serves every machine that shares the cache directory."""
+    return dict(transport.cache_key(), kind=kind, version=version)
 
 
 def joined(names: List[str], batch: int = 1 << 16) -> Iterable[bytes]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import List, NamedTuple, Optional
 
 from archfs import exitcodes, sources
+from archfs.engine import transports
 from archfs.errors import ArchiveBusy
 from archfs.mount import fuselib, preflight, statefiles
 from archfs.mount.options import MountOptions, plugin_options
@@ -38,6 +39,8 @@ from archfs.progress import ProgressBar
 log = logging.getLogger("archfs.mount")
 
 LOG_FORMAT = "%(asctime)s archfs[%(process)d] %(levelname)s %(message)s"
+# commits of a remote archive are uploads: fewer, bigger ones (see the README)
+REMOTE_COMMIT_INTERVAL = 30.0
 TERMINAL_FORMAT = "archfs: %(levelname)s: %(message)s"
 
 
@@ -164,7 +167,7 @@ def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = Fal
         "foreground": True,
         "nothreads": False,
         "raw_fi": True,
-        "fsname": request.archive.replace("\\", "\\\\").replace(",", "\\,"),
+        "fsname": transports.redact(request.archive).replace("\\", "\\\\").replace(",", "\\,"),
         "subtype": "archfs",
         "default_permissions": True,
         # no hard_remove: libfuse then renames a file unlinked while open to a
@@ -208,6 +211,9 @@ def _open_archive(request: MountRequest, reporter: Reporter):
         for text in warnings:
             reporter.warn(text)
     mode = "r" if read_only else "a"
+    remote = transports.is_remote(request.archive)
+    if request.options.commit_interval is None:
+        request.options.commit_interval = REMOTE_COMMIT_INTERVAL if remote else 1.0
     for item in request.options.ignored:
         log.debug("option %s is for mount(8); ignored", item)
     try:
@@ -221,7 +227,10 @@ def _open_archive(request: MountRequest, reporter: Reporter):
         reporter.warn(text)
     try:
         if not read_only and not archive.writable:
-            reporter.warn("the %s plugin opened %s read-only" % (archive.name, request.archive))
+            why = getattr(archive, "why_read_only", None)
+            reporter.warn("%s: %s: mounting it read-only" % (transports.redact(request.archive),
+                                                             why) if why else
+                          "the %s plugin opened %s read-only" % (archive.name, request.archive))
             read_only = True
     except BaseException:
         archive.close()
@@ -261,7 +270,8 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
             capture.release(logging.DEBUG)  # only libfuse's notes once it mounted
         if request.options.readahead_kb:
             set_readahead_when_live(request.mountpoint, request.options.readahead_kb)
-        log.info("mounted %s on %s (%s%s)", request.archive, request.mountpoint,
+        log.info("mounted %s on %s (%s%s)", transports.redact(request.archive),
+                 request.mountpoint,
                  "read-only" if read_only else "read-write",
                  "" if read_only else ", commit interval %gs" % request.options.commit_interval)
         reporter.ready()

@@ -34,8 +34,9 @@ class OptionError(InvalidArgument, ValueError):
 ARCHFS = (
     Option("ro", None, "off", "mount read-only"),
     Option("rw", None, "on", "mount read-write"),
-    Option("commit_interval", "SECONDS", "1",
-           "seconds between commits of closed files; 0 commits at every close", seconds),
+    Option("commit_interval", "SECONDS", "1, remote 30",
+           "seconds between commits of closed files; 0 commits at every close (a remote "
+           "archive's default is longer: each commit is an upload)", seconds),
     Option("allow_other", None, "off",
            "let other users use the mount (for a non-root user it needs user_allow_other "
            "in /etc/fuse.conf); the archive's recorded permissions then decide who reads "
@@ -90,7 +91,7 @@ def generic_effect(name: str, item: str) -> Optional[Tuple[str, Tuple[str, ...]]
 @dataclass
 class MountOptions:
     read_only: bool = False
-    commit_interval: float = 1.0
+    commit_interval: Optional[float] = None      # None: 1, or 30 for a remote archive
     allow_other: bool = False
     allow_root: bool = False
     tmpdir: Optional[str] = None
@@ -230,11 +231,14 @@ def plugin_options(opts: MountOptions, cls) -> Dict[str, object]:
 
 def _plugin_groups() -> List[Tuple[str, List[Option]]]:
     from archfs.archives import plugins
+    from archfs.engine.transports import OPTIONS as REMOTE
     groups = []
     for name, cls in sorted(plugins().items()):
-        specs = list(declared(getattr(cls, "options", ())).values())
+        specs = [spec for spec in declared(getattr(cls, "options", ())).values()
+                 if spec.name not in REMOTE]
         if specs:
             groups.append((name, specs))
+    groups.append(("remote", list(REMOTE.values())))   # shared by the formats that take URLs
     return groups
 
 

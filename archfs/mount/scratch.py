@@ -26,6 +26,8 @@ def choose_base(archive_location: str, override: Optional[str] = None) -> str:
     """Where the scratch directory goes (see the module docstring)."""
     if override:
         return os.path.abspath(override)
+    if "://" in archive_location:      # a remote archive (s3://, https://...)
+        return tempfile.gettempdir()
     beside = os.path.dirname(os.path.abspath(archive_location.rstrip("/")) or "/")
     if os.access(beside, os.W_OK | os.X_OK):
         return beside

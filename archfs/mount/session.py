@@ -71,13 +71,24 @@ class MountSession:
         """
         files = [entry for entry, _ in lost if entry is not None]
         reasons = "; ".join(reason for _, reason in lost)
-        if not files:
-            return "not everything was committed: %s" % reasons, True
         location = self.archive.location.rstrip("/")
         rescue = "%s.unsaved-%s" % (location, time.strftime("%Y%m%d-%H%M%S"))
-        if not os.access(os.path.dirname(location) or "/", os.W_OK):
+        if "://" in location or not os.access(os.path.dirname(location) or "/", os.W_OK):
             rescue = os.path.join(self.scratch.base, os.path.basename(rescue))
-        places, keep_scratch = set(), False
+        # a commit that failed for good (another writer changed the archive)
+        # leaves content in the archive's own store that never reached it
+        stored = []
+        save = getattr(self.archive, "save_uncommitted", None)
+        if len(files) < len(lost) and save is not None:
+            try:
+                stored = save(rescue)
+            except OSError as exc:
+                log.error("could not save the uncommitted changes: %s", exc)
+            for path in stored:
+                log.error("uncommitted content of /%s kept in %s", path, rescue)
+        if not files and not stored:
+            return "not everything was committed: %s" % reasons, True
+        places, keep_scratch = set([rescue] if stored else []), False
         for entry in files:
             target = os.path.join(rescue, entry.path)
             try:
@@ -97,7 +108,8 @@ class MountSession:
             places.add(rescue)
         _remove_empty_tree(rescue)
         return ("%d file(s) could not be stored in the archive (%s); their content is kept "
-                "in %s" % (len(files), reasons, ", ".join(sorted(places)))), keep_scratch
+                "in %s" % (len(files) + len(stored), reasons, ", ".join(sorted(places)))), \
+            keep_scratch
 
 
 def _remove_empty_tree(top: str) -> None:

@@ -68,13 +68,15 @@ def _strip_suffix(path: str, kind: str) -> str:
 
 class TarStore:
     def __init__(self, path: str, writable: bool = False,
-                 options: Optional[StoreOptions] = None):
-        self.path = os.path.abspath(path)
+                 options: Optional[StoreOptions] = None, transport=None):
+        """``transport``: the archive's file elsewhere (``archfs.engine.transports``),
+        which the store then owns; without one, ``path`` is a local file."""
+        self.path = transport.location if transport is not None else os.path.abspath(path)
         self.writable = writable
         self.options = options or StoreOptions()
         self._meta = threading.RLock()
         self._closed = False
-        self._file = ArchiveFile(self.path, writable)
+        self._file = transport if transport is not None else ArchiveFile(self.path, writable)
         self.stream = None
         try:
             head = self._file.pread(8, 0)
@@ -109,7 +111,7 @@ class TarStore:
 
     def _load(self) -> None:
         identity = self._file.identity()
-        key = indexcache.file_key(self.path, identity, "tar", INDEX_VERSION)
+        key = indexcache.transport_key(self._file, "tar", INDEX_VERSION)
         started = time.monotonic()
         loaded = None
         if self.options.index_cache:
@@ -193,9 +195,13 @@ class TarStore:
             if len(chunk) < step:
                 break
         table = TarTable()
-        st = os.fstat(self._file.fd)
-        table.add(_strip_suffix(self.path, self.compression), 0, 0, pos, pos,
-                  st.st_mtime_ns, stat.S_IFREG | (st.st_mode & 0o666))
+        if self._file.is_local:
+            st = os.fstat(self._file.fd)
+            mtime_ns, mode = st.st_mtime_ns, st.st_mode & 0o666
+        else:
+            mtime_ns, mode = self._file.identity().mtime_ns, 0o644
+        name = _strip_suffix(self.path.partition("?")[0], self.compression)
+        table.add(name, 0, 0, pos, pos, mtime_ns, stat.S_IFREG | mode)
         self.table = table
         self.end = pos
         self.scan_problem = None

@@ -66,10 +66,11 @@ COPY_CHUNK = 1 << 20
 
 
 def open_store(path: str, writable: bool, progress=None, index_cache: bool = True,
-               level: int = 6):
+               level: int = 6, transport=None):
+    """``transport``: a remote archive's (``archfs.engine.transports``), read-only."""
     options = StoreOptions(progress=progress, index_cache=index_cache)
     if not writable:
-        return TarStore(path, False, options)
+        return TarStore(path, False, options, transport)
     if not os.path.exists(path):
         _create_empty(path)
     with open(path, "rb") as f:

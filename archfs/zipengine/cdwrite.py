@@ -178,11 +178,14 @@ def plan(t: EntryTable, rows: array, offsets: Optional[Dict[int, int]] = None,
 
 
 def write(fd: int, at: int, p: Plan, ats: Optional[array] = None,
-          translate: Optional[Tuple[int, int, int]] = None) -> array:
+          translate: Optional[Tuple[int, int, int]] = None, source=None) -> array:
     """Write the directory of plan ``p`` at ``at``; returns each record's
     position (and the end, last). ``ats`` replaces the plan's sources of
     verbatim records; ``translate`` = (lo, hi, delta): verbatim records lying
-    in [lo, hi) are read ``delta`` bytes further on (a copy of that range)."""
+    in [lo, hi) are read ``delta`` bytes further on (a copy of that range);
+    ``source``: where verbatim records are read (default ``fd``; a transport
+    that publishes atomically reads them from its published version)."""
+    source = fd if source is None else source
     rows = p.order
     n = len(rows)
     fresh = p.fresh
@@ -219,7 +222,7 @@ def write(fd: int, at: int, p: Plan, ats: Optional[array] = None,
             length = ends[j - 1] - src
             if translate is not None and translate[0] <= src < translate[1]:
                 src += translate[2]
-            writer.copy_range(fd, src, fd, pos, length)
+            writer.copy_range(source, src, fd, pos, length)
             pos += length
         i = j
     if pending:
@@ -300,9 +303,10 @@ def assemble(old_start: int, old_end: int, holes: List[Tuple[int, int]],
 
 
 def write_pieces(fd: int, at: int, pieces: list,
-                 translate: Optional[Tuple[int, int, int]] = None) -> int:
+                 translate: Optional[Tuple[int, int, int]] = None, source=None) -> int:
     """Write ``pieces`` at ``at`` (adjacent copies merged, bytes batched);
-    returns the end. ``translate`` as in ``write``."""
+    returns the end. ``translate`` and ``source`` as in ``write``."""
+    source = fd if source is None else source
     pos = at
     pending: List[bytes] = []
     buffered = 0
@@ -314,7 +318,7 @@ def write_pieces(fd: int, at: int, pieces: list,
             src = copy_from
             if translate is not None and translate[0] <= src < translate[1]:
                 src += translate[2]
-            writer.copy_range(fd, src, fd, pos, copy_len)
+            writer.copy_range(source, src, fd, pos, copy_len)
             pos += copy_len
             copy_len = 0
 

@@ -9,10 +9,10 @@ a message naming what is wrong; a damaged member is recorded in ``bad`` so
 only that member fails to read.
 """
 
-import os
 import struct
 from typing import Dict, NamedTuple, Optional
 
+from archfs.engine import fileaccess
 from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, records
 from archfs.zipengine.entries import EntryTable
@@ -35,14 +35,9 @@ class EndRecord(NamedTuple):
     disk: int = 0        # the disk number every record names (a "split" archive of one file)
 
 
-def pread_exact(fd: int, size: int, pos: int) -> bytes:
-    data = os.pread(fd, size, pos)
-    while len(data) < size:
-        more = os.pread(fd, size - len(data), pos + len(data))
-        if not more:
-            break
-        data += more
-    return data
+def pread_exact(fd, size: int, pos: int) -> bytes:
+    """Read from a descriptor or a transport (``archfs.engine.fileaccess``)."""
+    return fileaccess.pread_exact(fd, size, pos)
 
 
 def check_end(fd: int, file_size: int, eocd_pos: int, record: bytes,
@@ -124,11 +119,21 @@ def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
         if pos + fmt.EOCD.size <= len(tail):
             comment_len = int.from_bytes(tail[pos + 20:pos + 22], "little")
             if start + pos + fmt.EOCD.size + comment_len == file_size:
+                _expect_directory(fd, start + pos, tail[pos:pos + fmt.EOCD.size])
                 found = check_end(fd, file_size, start + pos, tail[pos:pos + fmt.EOCD.size], True)
                 if found is not None and (not found.shift or _shift_fits(fd, found)):
                     return found
         pos = tail.find(fmt.EOCD_SIG, pos + 1)
     return None
+
+
+def _expect_directory(fd, eocd_pos: int, record: bytes) -> None:
+    """Tell a remote transport the central directory is read next, so it
+    fetches it in one or a few requests (a local file needs no hint)."""
+    cd_size = fmt.EOCD.unpack_from(record, 0)[5]
+    if cd_size != fmt.MAX32:     # with zip64 records in between: a little more
+        before = cd_size + fmt.ZIP64_EOCD.size + fmt.ZIP64_LOCATOR.size
+        fileaccess.will_read(fd, max(0, eocd_pos - before), min(before, eocd_pos))
 
 
 def _shift_fits(fd: int, end: EndRecord) -> bool:

@@ -70,55 +70,7 @@ def rewrite(path: str, src, prefix: int, items: List[Item], comment: bytes,
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         _copy_owner_and_mode(src.fd, fd)
-        pos = 0
-        if prefix:
-            writer.copy_range(src.fd, 0, fd, 0, prefix)
-            pos = prefix
-        offsets: Dict[int, int] = {}
-        central = []
-        for done, item in enumerate(items):
-            row = item.entry
-            if item.length:
-                writer.copy_range(src.fd, row.offset, fd, pos, item.length)
-                end, flags = pos + item.length, row.flags
-            else:
-                found = fmt.read_local_header(src.pread, row.offset)
-                if found is None:
-                    raise CorruptMemberError("%s: local header is damaged; cannot compact"
-                                             % row.name)
-                written = writer.append_copy(fd, pos, row.name, row.is_dir, src.fd, found[1],
-                                             row.csize, row.usize, row.crc, row.method,
-                                             row.flags, row.mtime_ns, dos=row.dos,
-                                             unix=row.unix, mode=row.mode)
-                end, flags = written.end, written.flags
-            offsets[row.offset] = pos
-            record = cdwrite.with_offset(item.record, pos) if item.record and item.length else None
-            if record is None:
-                kept, comment_r = item.extras
-                record = writer.central_record(
-                    row.name, row.mode, flags, row.method, row.mtime_ns, row.crc, row.csize,
-                    row.usize, pos, row.uid, row.gid, kept, comment_r, dos=row.dos,
-                    unix=row.unix)
-            central.append((item.row, record, row.name, row.is_dir))
-            pos = end
-            if progress is not None and done % 4096 == 0:
-                progress(done)
-        # every directory entry before its contents: directories first, parents first
-        central.sort(key=lambda entry: (0, entry[2].count("/")) if entry[3] else (1, 0))
-        cd_start = pos
-        records = []
-        chunk: List[bytes] = []
-        at = pos
-        for r, record, _name, _is_dir in central:
-            records.append((r, at, len(record)))
-            at += len(record)
-            chunk.append(record)
-            if at - pos >= writer.WRITE_CHUNK:
-                pos = writer.write_all(fd, b"".join(chunk), pos)
-                chunk.clear()
-        pos = writer.write_all(fd, b"".join(chunk), pos)
-        cd_size = pos - cd_start
-        end = writer.write_all(fd, writer.end_records(cd_start, cd_size, len(central), comment), pos)
+        result = write_compacted(fd, src, prefix, items, comment, progress)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -129,6 +81,75 @@ def rewrite(path: str, src, prefix: int, items: List[Item], comment: bytes,
     fsync_dir(path)
     if progress is not None:
         progress(len(items))
+    return result
+
+
+def rewrite_through(src, prefix: int, items: List[Item], comment: bytes,
+                    progress=None) -> Rewritten:
+    """The same for a transport that publishes atomically (a remote archive):
+    the new archive is made in a local temporary file, which then becomes the
+    transport's whole content, published by its next ``sync``."""
+    import tempfile
+    with tempfile.TemporaryFile(prefix="archfs-compact-") as tmp:
+        result = write_compacted(tmp.fileno(), src, prefix, items, comment, progress)
+        src.replace_with(tmp.fileno())
+    if progress is not None:
+        progress(len(items))
+    return result
+
+
+def write_compacted(fd: int, src, prefix: int, items: List[Item], comment: bytes,
+                    progress=None) -> Rewritten:
+    """The live ``items`` of ``src`` (a transport) written to ``fd`` from 0."""
+    pos = 0
+    if prefix:
+        writer.copy_range(src, 0, fd, 0, prefix)
+        pos = prefix
+    offsets: Dict[int, int] = {}
+    central = []
+    for done, item in enumerate(items):
+        row = item.entry
+        if item.length:
+            writer.copy_range(src, row.offset, fd, pos, item.length)
+            end, flags = pos + item.length, row.flags
+        else:
+            found = fmt.read_local_header(src.pread, row.offset)
+            if found is None:
+                raise CorruptMemberError("%s: local header is damaged; cannot compact"
+                                         % row.name)
+            written = writer.append_copy(fd, pos, row.name, row.is_dir, src, found[1],
+                                         row.csize, row.usize, row.crc, row.method,
+                                         row.flags, row.mtime_ns, dos=row.dos,
+                                         unix=row.unix, mode=row.mode)
+            end, flags = written.end, written.flags
+        offsets[row.offset] = pos
+        record = cdwrite.with_offset(item.record, pos) if item.record and item.length else None
+        if record is None:
+            kept, comment_r = item.extras
+            record = writer.central_record(
+                row.name, row.mode, flags, row.method, row.mtime_ns, row.crc, row.csize,
+                row.usize, pos, row.uid, row.gid, kept, comment_r, dos=row.dos,
+                unix=row.unix)
+        central.append((item.row, record, row.name, row.is_dir))
+        pos = end
+        if progress is not None and done % 4096 == 0:
+            progress(done)
+    # every directory entry before its contents: directories first, parents first
+    central.sort(key=lambda entry: (0, entry[2].count("/")) if entry[3] else (1, 0))
+    cd_start = pos
+    records = []
+    chunk: List[bytes] = []
+    at = pos
+    for r, record, _name, _is_dir in central:
+        records.append((r, at, len(record)))
+        at += len(record)
+        chunk.append(record)
+        if at - pos >= writer.WRITE_CHUNK:
+            pos = writer.write_all(fd, b"".join(chunk), pos)
+            chunk.clear()
+    pos = writer.write_all(fd, b"".join(chunk), pos)
+    cd_size = pos - cd_start
+    end = writer.write_all(fd, writer.end_records(cd_start, cd_size, len(central), comment), pos)
     return Rewritten(offsets, records, cd_start, cd_size, end)
 
 

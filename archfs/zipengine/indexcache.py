@@ -36,15 +36,22 @@ def cache_dir() -> str:
 
 
 def _cache_file(path: str, directory: Optional[str]) -> str:
-    digest = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape"))
+    name = path if "://" in path else os.path.realpath(path)    # a URL names itself
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape"))
     return os.path.join(directory or cache_dir(), digest.hexdigest()[:32] + ".idx")
 
 
-def _key(fd: int, path: str, end) -> dict:
-    st = os.fstat(fd)
-    return {"version": VERSION, "path": os.path.realpath(path), "dev": st.st_dev,
-            "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "eocd": end.eocd_pos, "cd_start": end.cd_start, "cd_size": end.cd_size}
+def _key(fd, path: str, end) -> dict:
+    """What the archive must still be: a local file's device, inode, size and
+    mtime; a remote object's URL and ETag (valid on any machine)."""
+    if isinstance(fd, int):
+        st = os.fstat(fd)
+        key = {"path": os.path.realpath(path), "dev": st.st_dev, "ino": st.st_ino,
+               "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    else:
+        key = fd.cache_key()
+    key.update(version=VERSION, eocd=end.eocd_pos, cd_start=end.cd_start, cd_size=end.cd_size)
+    return key
 
 
 def save(path: str, fd: int, end, table: EntryTable, tree: Tree, bad: dict,

@@ -216,7 +216,12 @@ def is_own_tail(fd: int, start: int, file_size: int) -> bool:
     return any(own.startswith(sig[:len(own)]) for own in OWN_TAIL_SIGS)
 
 
-def cut_tail(fd: int, end: int) -> None:
-    """Truncate the archive to ``end`` and make that durable."""
+def cut_tail(fd, end: int) -> None:
+    """Truncate the archive (a descriptor or a transport) to ``end`` and make
+    that durable."""
+    if not isinstance(fd, int):
+        fd.truncate(end)
+        fd.sync()
+        return
     os.ftruncate(fd, end)
     os.fsync(fd)

@@ -20,6 +20,8 @@ import stat
 import zlib
 from typing import Dict, NamedTuple, Optional, Tuple
 
+from archfs.engine import fileaccess
+from archfs.engine.fileaccess import pwrite_all
 from archfs.zipengine import format as fmt
 from archfs.zipengine.codecs import compress_bytes, make_encoder, method_flags, worth_compressing
 from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
@@ -108,9 +110,10 @@ def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
 
 
 class _Sink:
-    """Buffers output and writes it with pwrite from a start offset."""
+    """Buffers output and writes it with pwrite from a start offset (to a
+    descriptor or a transport, see ``archfs.engine.fileaccess``)."""
 
-    def __init__(self, fd: int, pos: int):
+    def __init__(self, fd, pos: int):
         self.fd, self.pos = fd, pos
         self.buf = bytearray()
         self.total = 0
@@ -122,12 +125,8 @@ class _Sink:
             self.flush()
 
     def flush(self) -> None:
-        view = memoryview(self.buf)
-        while view:
-            n = os.pwrite(self.fd, view, self.pos)
-            self.pos += n
-            view = view[n:]
-        view.release()
+        if self.buf:
+            self.pos = pwrite_all(self.fd, bytes(self.buf), self.pos)
         self.buf.clear()
 
 
@@ -174,7 +173,7 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         # signature: recovery walks members by their headers, and must stop here
         placeholder = PLACEHOLDER_SIG + local_header(name, method, flags, mtime_ns, 0, 0, 0,
                                                      zip64, unix=unix)[4:]
-        os.pwrite(fd, placeholder, at)
+        pwrite_all(fd, placeholder, at)
         sink = _Sink(fd, at + len(placeholder))
         encoder = make_encoder(method, level) if method != fmt.STORED else None
         crc = usize = 0
@@ -191,7 +190,7 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         raise OSError("file grew past 4 GiB while being stored")
     header = local_header(name, method, flags, mtime_ns, crc, sink.total, usize, zip64,
                           unix=unix)
-    os.pwrite(fd, header, at)
+    pwrite_all(fd, header, at)
     return Written(at, sink.total, usize, crc, method, fmt.FLAG_UTF8 | flags, sink.pos)
 
 
@@ -212,7 +211,7 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
     zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
     header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
                           csize, usize, zip64, times, dos, unix, mode)
-    os.pwrite(fd, header, at)
+    pwrite_all(fd, header, at)
     pos = at + len(header)
     copy_range(src_fd, data_start, fd, pos, csize)
     pos += csize
@@ -223,27 +222,15 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
         else:
             tail = fmt.DESCRIPTOR_SIG + crc.to_bytes(4, "little") + csize.to_bytes(4, "little") \
                 + usize.to_bytes(4, "little")
-        os.pwrite(fd, tail, pos)
+        pwrite_all(fd, tail, pos)
         pos += len(tail)
     return Written(at, csize, usize, crc, method, flags, pos)
 
 
-def copy_range(src_fd: int, src_pos: int, dst_fd: int, dst_pos: int, count: int) -> None:
-    while count > 0:
-        try:
-            n = os.copy_file_range(src_fd, dst_fd, min(count, 1 << 30), src_pos, dst_pos)
-        except OSError as exc:
-            if exc.errno not in (18, 22, 38, 95):   # EXDEV EINVAL ENOSYS EOPNOTSUPP
-                raise
-            n = 0
-        if n == 0:
-            data = os.pread(src_fd, min(count, WRITE_CHUNK), src_pos)
-            if not data:
-                raise OSError("archive ended while copying a member")
-            n = os.pwrite(dst_fd, data, dst_pos)
-        src_pos += n
-        dst_pos += n
-        count -= n
+def copy_range(src_fd, src_pos: int, dst_fd, dst_pos: int, count: int) -> None:
+    """Copy bytes between descriptors or transports (in the kernel when both
+    are local files)."""
+    fileaccess.copy_range(src_fd, src_pos, dst_fd, dst_pos, count)
 
 
 def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int, crc: int,
@@ -299,12 +286,7 @@ def end_records(cd_start: int, cd_size: int, count: int, comment: bytes) -> byte
     return out + comment
 
 
-def write_all(fd: int, data: bytes, at: int) -> int:
+def write_all(fd, data: bytes, at: int) -> int:
     """pwrite all of ``data`` at ``at``; returns the end position."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, at)
-        at += n
-        view = view[n:]
-    return at
+    return pwrite_all(fd, data, at)
 

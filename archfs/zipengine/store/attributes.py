@@ -192,7 +192,7 @@ class Attributes:
         times and owner; False if it is committed (its header must then not
         change) or the new header has another length."""
         t = self._table
-        if t.offset[row] < self._committed_end or t.relocate[row]:
+        if t.offset[row] < self._first_uncommitted() or t.relocate[row]:
             return False
         found = fmt.read_local_header(self._file.pread, t.offset[row])
         if found is None:
@@ -205,6 +205,11 @@ class Attributes:
                                      dos=r.dos, unix=r.unix, mode=r.mode)
         if len(header) != data_start - r.offset:
             return False
-        writer.write_all(self._file.fd, header, r.offset)
+        writer.write_all(self._file, header, r.offset)
         self._remember_identity()
         return True
+
+    def _first_uncommitted(self) -> int:
+        """Where the bytes written since the last commit begin: after the
+        durable state, or (atomic transport) where the directory began."""
+        return self._unpublished_from if self._file.atomic else self._committed_end

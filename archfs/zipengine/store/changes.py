@@ -126,12 +126,12 @@ class Changes:
 
     def _appending(self, append) -> writer.Written:
         """Run an append at the end; on failure cut the partial bytes off again."""
-        fd = self._file.fd
+        fd = self._file
         try:
             written = append(fd, self._end)
         except BaseException:
             try:
-                os.ftruncate(fd, self._end)
+                fd.truncate(self._end)
             except OSError:
                 log.exception("%s: could not cut off a failed append", self.path)
             self._remember_identity()

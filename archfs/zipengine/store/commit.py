@@ -13,10 +13,9 @@ protocol in ``__init__.py``).
 """
 
 import logging
-import os
 import time
 
-from archfs.errors import CorruptMemberError
+from archfs.errors import ArchiveChangedError, CorruptMemberError
 from archfs.zipengine import cdwrite, format as fmt, indexcache, writer
 from archfs.zipengine.centraldir import EndRecord, read_end
 from archfs.zipengine.store.options import LOCAL_OVERHEAD
@@ -53,7 +52,8 @@ class Commit:
         self._check_unchanged()
         if self._dirty:
             self._persist_empty_dirs()
-        if self._committed_end == fmt.EOCD.size + len(self._comment) and self._cd_size == 0:
+        if (self._committed_end == fmt.EOCD.size + len(self._comment) and self._cd_size == 0
+                and not self._file.atomic):   # (atomic: the members went at 0 already)
             # the first members of an empty archive: write it whole and
             # rename it in place, so it starts with a local header as
             # readers such as 7-Zip expect, not with the old empty end record
@@ -75,6 +75,12 @@ class Commit:
         return True
 
     def _commit_once(self, checkpoint: bool) -> None:
+        if self._file.atomic:
+            # each sync publishes the whole file at once: a complete directory
+            # at every commit, written where the last one began (no journal)
+            if self._dirty:
+                self._append_checkpoint_locked()
+            return
         if checkpoint:
             self._checkpoint_locked()
         elif self._directory_pays():
@@ -113,8 +119,12 @@ class Commit:
     def _append_checkpoint_locked(self) -> None:
         """A complete central directory and end records after the data."""
         self._relocate_renamed()
-        fd = self._file.fd
-        os.fdatasync(fd)
+        fd = self._file
+        if not fd.atomic:     # an atomic sync publishes: only a complete archive
+            fd.sync()
+        # verbatim records come from the last directory as it was published
+        # (an atomic transport's appends were written over it)
+        source = fd.published
         t = self._table
         where = self._pos.where
         with self._meta:
@@ -129,6 +139,10 @@ class Commit:
                     holes.append((at, t.record_len[r]))
             planned = self._plan_directory(t.dead, self._since_base_rows | taken, holes,
                                            lambda r: where(t.record_at[r]))
+            if self._reencode_all:     # the published directory is not the last one
+                planned = None
+                for r in range(len(t)):
+                    t.record_at[r] = -1
             if planned is None:
                 full = self._full_directory(t.dead, taken)
             listed_from = self._lowest_listed(t.dead)
@@ -136,11 +150,12 @@ class Commit:
         cd_start = self._end
         try:
             if planned is not None:
-                cd_end = cdwrite.write_pieces(fd, cd_start, planned.directory.pieces)
+                cd_end = cdwrite.write_pieces(fd, cd_start, planned.directory.pieces,
+                                              source=source)
                 count = planned.count
             else:
                 rows, plan = full
-                positions = cdwrite.write(fd, cd_start, plan)
+                positions = cdwrite.write(fd, cd_start, plan, source=source)
                 cd_end, count = positions[-1], len(rows)
             # one sync for the directory and its end records: they are written
             # past the end into fresh blocks, so an end record that reaches the
@@ -148,21 +163,27 @@ class Commit:
             # parses it falls back to the state before (Opening._load)
             end = writer.write_all(fd, writer.end_records(cd_start, cd_end - cd_start, count,
                                                           self._comment), cd_end)
-            os.fdatasync(fd)
-        except BaseException:
+            if fd.size() > end:    # a directory rewritten shorter (atomic)
+                fd.truncate(end)
+            fd.sync()
+        except BaseException as exc:
             with self._meta:
                 t.changed |= taken
                 self._dirty = True
-            os.ftruncate(fd, self._end)
+            fd.truncate(self._end)
             self._remember_identity()
+            if isinstance(exc, ArchiveChangedError):    # another writer won: for good
+                self._broken = str(exc)
             raise
+        self._reencode_all = False
         with self._meta:
             if planned is not None:
                 self._directory_written(cd_start, planned)
             else:
                 cdwrite.record_positions(t, rows, positions, plan.lengths,
                                          keep_pending=t.changed)
-            self._dead += self._base.end - self._cd_start + self._journal_size
+            if not fd.atomic:      # else the old directory was written over
+                self._dead += self._base.end - self._cd_start + self._journal_size
             self._set_base(EndRecord(cd_end + self._zip64_size(cd_start, cd_end, count),
                                      end, cd_start, cd_end - cd_start, count,
                                      self._comment, 0), count)
@@ -254,7 +275,7 @@ class Commit:
                                          "cannot move it" % row.name)
             data_start = found[1]
             written = self._appending(lambda fd, at: writer.append_copy(
-                fd, at, row.name, row.is_dir, src.fd, data_start, row.csize, row.usize,
+                fd, at, row.name, row.is_dir, src, data_start, row.csize, row.usize,
                 row.crc, row.method, row.flags, row.mtime_ns, dos=row.dos, unix=row.unix,
                 mode=row.mode))
             with self._meta:
@@ -272,8 +293,8 @@ class Commit:
         """Keep the saved index in step with what the last checkpoint wrote."""
         if not self.options.index_cache or len(self._table) < indexcache.MIN_MEMBERS:
             return
-        fd = self._file.fd
-        end = read_end(fd, os.fstat(fd).st_size)
+        fd = self._file
+        end = read_end(fd, fd.size())
         if end is not None and end.eocd_pos == self._base.eocd_pos:
             with self._meta:
                 indexcache.save(self.path, fd, end, self._table, self._tree, self._bad,

@@ -83,8 +83,8 @@ class Compacting:
     def _survey(self) -> Survey:
         """Measure the dead space exactly: every live member's extent (a
         sequential pass over the headers), the directory and end records."""
-        fd = self._file.fd
-        size = os.fstat(fd).st_size
+        fd = self._file
+        size = fd.size()
         t = self._table
         with self._meta:
             dead_view = self._durable_dead + b"\x01" * (len(t) - len(self._durable_dead))
@@ -124,8 +124,15 @@ class Compacting:
 
     def _rewrite_locked(self) -> bool:
         t = self._table
-        fd = self._file.fd
+        fd = self._file
+        local = fd.is_local
         with self._meta:
+            if not local and self._readers_at:
+                # a remote archive is rewritten under the same transport:
+                # open readers would read the new layout at old offsets
+                log.info("%s: compaction waits until no member is being read", self.path)
+                self.last_compaction = "postponed: members are being read"
+                return False
             taken, t.changed = t.changed, set()
             self._dirty = False
             live = t.live()
@@ -139,15 +146,23 @@ class Compacting:
             items = [compaction.Item(r, row, 0 if moved or n is None else n,
                                      pread_exact(fd, length, at) if at >= 0 else b"", extras)
                      for (r, row, at, length, moved, extras), n in zip(spots, sizes)]
-            result = compaction.rewrite(self.path, self._file, self._prefix, items,
-                                        self._comment, self._progress_for("compacting",
-                                                                          len(items)))
-        except BaseException:
+            progress = self._progress_for("compacting", len(items))
+            if local:
+                result = compaction.rewrite(self.path, self._file, self._prefix, items,
+                                            self._comment, progress)
+            else:       # made locally, then published in one go
+                result = compaction.rewrite_through(self._file, self._prefix, items,
+                                                    self._comment, progress)
+        except BaseException as exc:
             with self._meta:
                 t.changed |= taken
                 self._dirty = True   # what it was to commit is still to be committed
+            if not local:           # the staged content may be half replaced
+                self._broken = "%s: compaction failed (%s); refusing further writes" % (
+                    self.path, exc)
+                log.error(self._broken)
             raise
-        new_file = self._reopen_compacted()
+        new_file = self._reopen_compacted() if local else self._file
         with self._meta:
             moved = result.offsets
             written = bytearray(len(t))      # rows the new file holds under their name
@@ -178,7 +193,16 @@ class Compacting:
             self._durable_dead_count = self._durable_dead.count(1)
             self._listed_from = self._prefix
             self._dead = 0
-        old_file.release()
+        if old_file is not new_file:
+            old_file.release()
+        else:     # published now; should that fail, the next commit publishes it
+            try:
+                new_file.sync()
+            except BaseException:
+                with self._meta:
+                    self._dirty = True
+                    self._reencode_all = True   # the published directory is the old one
+                raise
         self._remember_identity()
         self._wrote = True
         self.last_compaction = "rewrote the archive"

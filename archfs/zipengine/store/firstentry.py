@@ -72,7 +72,7 @@ class FirstEntry:
                             "'archfs compact'", self.path, t.csize[first])
                 return False
         kind, value = choice
-        fd = self._file.fd
+        fd = self._file
         self._wrote_elsewhere = True       # the next journal record syncs this first
         if kind == "dir":
             now = time.time_ns()

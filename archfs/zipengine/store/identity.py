@@ -1,8 +1,10 @@
 """Noticing another program changing the archive file, and refusing writes
-then (or when read-only or closed) rather than corrupting either side."""
+then (or when read-only or closed) rather than corrupting either side.
+What counts as a change is the transport's to say (``check_unchanged``):
+a local file's inode, size and mtime; for S3, a publish refused because
+another writer changed the object."""
 
 import logging
-import os
 
 from archfs.errors import ArchiveChangedError, ReadOnlyError
 
@@ -10,28 +12,15 @@ log = logging.getLogger("archfs.zip")
 
 
 class Identity:
-    """Part of ZipStore: inode, size and mtime, compared before every write."""
+    """Part of ZipStore: the file's identity, compared before every write."""
 
     def _remember_identity(self) -> None:
-        st = os.fstat(self._file.fd)
-        self._identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        self._identity = self._file.identity()
 
     def _check_unchanged(self) -> None:
         if self._broken:
             raise ArchiveChangedError(self._broken)
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            st = None
-        own = os.fstat(self._file.fd)
-        dev, ino, size, mtime_ns = self._identity
-        why = None
-        if st is None:
-            why = "the archive file was removed"
-        elif (st.st_dev, st.st_ino) != (dev, ino):
-            why = "the archive file was replaced by another program"
-        elif (own.st_size, own.st_mtime_ns) != (size, mtime_ns):
-            why = "the archive file was changed by another program"
+        why = self._file.check_unchanged(self._identity)
         if why:
             self._broken = "%s: %s; refusing further writes" % (self.path, why)
             log.error(self._broken)
@@ -44,4 +33,3 @@ class Identity:
             raise ValueError("archive is closed")
         if self._broken:
             raise ArchiveChangedError(self._broken)
-

@@ -53,6 +53,8 @@ class InPlace:
         durable (the last commit's state): changes made meanwhile by other
         threads stay pending for the next commit."""
         base = self._base
+        if not self._file.is_local:
+            return False     # (a remote archive rewrites its directory in place at every commit)
         if base.shift or not base.cd_size or (hole is None and not self._reuse_pays()):
             return False
         start = base.cd_start if hole is None else hole

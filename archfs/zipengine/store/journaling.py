@@ -11,7 +11,6 @@ moved, and then in C).
 """
 
 import logging
-import os
 import zlib
 from typing import List, Tuple
 
@@ -35,7 +34,11 @@ class Journaling:
         self._cd_start, self._cd_size = end.cd_start, end.cd_size
         self._seq = 0
         self._last_record = 0
-        self._committed_end = self._end = end.end
+        self._committed_end = end.end
+        # the next append goes after the end records; where a sync publishes
+        # atomically (S3), over the directory, which every commit rewrites
+        self._end = end.cd_start if self._file.atomic else end.end
+        self._unpublished_from = self._end
         self._since_base_rows = set()          # rows a journal record listed since
         self._since_base_removed: List[Tuple[int, int]] = []   # its records superseded since
         self._journal_size = 0                 # bytes of journal records since
@@ -72,13 +75,13 @@ class Journaling:
         covered by the record's data CRC and synced with it; more are synced
         first (see ``journal.py``)."""
         self._relocate_renamed()
-        fd = self._file.fd
+        fd = self._file
         start, end = self._committed_end, self._end
         data_crc = None
         if end - start <= ONE_SYNC and not self._wrote_elsewhere:
             data_crc = zlib.crc32(pread_exact(fd, end - start, start))
         else:
-            os.fdatasync(fd)                   # the data before the record that lists it
+            fd.sync()                          # the data before the record that lists it
             self._wrote_elsewhere = False
         t = self._table
         with self._meta:
@@ -106,13 +109,13 @@ class Journaling:
         pos = self._end
         try:
             writer.write_all(fd, data, pos)
-            os.fdatasync(fd)
+            fd.sync()
         except BaseException:
             with self._meta:
                 t.changed |= taken
                 self._dirty = True
             try:
-                os.ftruncate(fd, pos)
+                fd.truncate(pos)
             except OSError:
                 log.exception("%s: could not cut off a failed journal record", self.path)
             self._remember_identity()
@@ -136,6 +139,6 @@ class Journaling:
             self._seq += 1
             self._journal_size += len(data)
             self._last_record = pos
-            self._committed_end = self._end = pos + len(data)
+            self._committed_end = self._end = self._unpublished_from = pos + len(data)
         self._remember_identity()
         self._wrote = True

@@ -3,7 +3,6 @@ loading the member index (saved, or parsed from the central directory)
 and recovering from an unfinished commit."""
 
 import bisect
-import fcntl
 import logging
 import os
 import time
@@ -29,7 +28,14 @@ log = logging.getLogger("archfs.zip")
 class Opening:
     """Part of ZipStore: from a path to a loaded table."""
 
-    def _open_file(self) -> ArchiveFile:
+    def _open_file(self, transport=None):
+        """The archive's transport: the one given (a remote archive), else the
+        local file, created when missing and locked for a writer."""
+        if transport is not None:
+            if self.writable and not transport.lock_for_writing():
+                raise ArchiveBusy("%s: already open for writing by another archfs"
+                                  % self.path)
+            return transport
         path = self.path
         if os.path.isdir(path):
             raise NotAnArchiveError("%s: is a directory, not a zip archive" % path)
@@ -54,9 +60,9 @@ class Opening:
         try:
             self._load_strict()
         except CorruptArchiveError as exc:
-            fd = self._file.fd
+            fd = self._file
             try:
-                found = lenient.read_leniently(fd, os.fstat(fd).st_size, self.path)
+                found = lenient.read_leniently(fd, fd.size(), self.path)
             except NotAnArchiveError:
                 raise exc from None
             except CorruptArchiveError as why:     # it found members, none readable
@@ -71,7 +77,7 @@ class Opening:
             self._use_lenient(found)
 
     def _use_lenient(self, found) -> None:
-        size = os.fstat(self._file.fd).st_size
+        size = self._file.size()
         self._table, self._tree, self._bad = found.table, found.tree, found.bad
         self._comment = found.comment
         self._pos = Positions()
@@ -90,20 +96,23 @@ class Opening:
         log.warning(self.warnings[-1])
 
     def _load_strict(self) -> None:
-        fd = self._file.fd
-        size = os.fstat(fd).st_size
+        fd = self._file
+        size = fd.size()
         end = read_end(fd, size)
         if end is None and size == 0 and self.writable:
-            log.warning("%s: empty file; it becomes a new, empty archive", self.path)
+            if fd.is_local:
+                log.warning("%s: empty file; it becomes a new, empty archive", self.path)
+            else:
+                log.info("creating new archive %s", self.path)
             writer.write_all(fd, writer.end_records(0, 0, 0, b""), 0)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
+            fd.sync()
+            size = fd.size()
             end = read_end(fd, size)
         state = None
         if end is None:
             state = self._recover(fd, size)
             end = state.base
-            size = os.fstat(fd).st_size
+            size = fd.size()
         started = time.monotonic()
         if state is not None:
             how = self._load_state(fd, state)
@@ -132,7 +141,7 @@ class Opening:
             last = state.records[-1]
             self._seq, self._last_record = last.seq, last.pos
             self._journal_size = sum(r.end - r.pos for r in state.records)
-            self._committed_end = self._end = last.end
+            self._committed_end = self._end = self._unpublished_from = last.end
             base_end = end.cd_start + end.cd_size
             durable = table.durable_at
             for record in state.records:
@@ -164,7 +173,7 @@ class Opening:
                          - LOCAL_OVERHEAD * len(table))
         self._remember_identity()
 
-    def _unlisted_filler(self, fd: int, lowest: int) -> bool:
+    def _unlisted_filler(self, fd, lowest: int) -> bool:
         """Whether the bytes before the first listed member begin with an
         entry archfs wrote (every local header it writes is UTF-8 flagged)
         that ends inside the gap: a filler of ``firstentry.py`` whose commit
@@ -196,6 +205,7 @@ class Opening:
                 self._base_skip_loaded = None
                 self._cd_dir_first = False
             return "loaded the saved index of"
+        fd.will_read(end.cd_start, end.cd_size)     # a remote file: one or a few GETs
         parsed = read_central_directory(fd, size, end, self.path,
                                         self._progress_for("indexing", end.entries))
         self._table, self._tree, self._bad = parsed.table, parsed.tree, parsed.bad
@@ -260,7 +270,5 @@ def create_empty(path: str) -> None:
 
 def lock_for_writing(archive: ArchiveFile) -> None:
     """One writer per archive: a second archfs writing it would corrupt it."""
-    try:
-        fcntl.flock(archive.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ArchiveBusy("%s: already open for writing by another archfs" % archive.path) from None
+    if not archive.lock_for_writing():
+        raise ArchiveBusy("%s: already open for writing by another archfs" % archive.path)

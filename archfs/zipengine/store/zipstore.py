@@ -23,11 +23,12 @@ from archfs.zipengine.store.journaling import Journaling
 from archfs.zipengine.store.opening import Opening
 from archfs.zipengine.store.options import StoreOptions
 from archfs.zipengine.store.reading import Reading
+from archfs.zipengine.store.rescue import Rescue
 from archfs.zipengine.tree import DIR_MODE
 
 
 class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, DirectoryPlanning,
-               Commit, InPlace, FirstEntry, Compacting):
+               Commit, InPlace, FirstEntry, Compacting, Rescue):
     """An open zip archive (see the package docstring for the protocol).
 
     State shared by the parts (set here, in ``Opening._load`` and in
@@ -46,8 +47,11 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
     never blocks a stat or a read.
     """
 
-    def __init__(self, path: str, writable: bool, options: Optional[StoreOptions] = None):
-        self.path = os.path.abspath(path)
+    def __init__(self, path: str, writable: bool, options: Optional[StoreOptions] = None,
+                 transport=None):
+        """``transport``: the archive's file elsewhere (``archfs.engine.transports``),
+        which the store then owns; without one, ``path`` is a local file."""
+        self.path = transport.location if transport is not None else os.path.abspath(path)
         self.writable = writable
         self.options = options or StoreOptions()
         self._meta = threading.RLock()
@@ -65,7 +69,8 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
         self._dirs_removed = False     # a directory went since the last commit
         self._first_row = -1           # the member at the archive's start, when known
         self._wrote_elsewhere = False  # wrote before the end since the last commit (filler)
-        self._file = self._open_file()
+        self._reencode_all = False     # the next directory is encoded whole (see compacting)
+        self._file = self._open_file(transport)
         try:
             self._load()
         except BaseException:
@@ -130,6 +135,11 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
         return row
 
     @property
+    def transport(self):
+        """The archive file's transport (``archfs.engine.fileaccess``)."""
+        return self._file
+
+    @property
     def comment(self) -> bytes:
         return self._comment
 
@@ -146,7 +156,7 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
         from archfs.zipengine.summary import summarize
         with self._meta:
             return summarize(self._table, len(self._tree.dirs) - 1, self._bad, self._dead,
-                             os.fstat(self._file.fd).st_size, self._comment)
+                             self._file.size(), self._comment)
 
     # -- closing ------------------------------------------------------------------
 
