@@ -168,3 +168,10 @@ class RemoteAccessDenied(ArchfsError, PermissionError):
     """The remote store refused access (credentials, bucket policy)."""
 
     errno_value = _errno.EACCES
+
+
+class ObjectChanged(ArchfsError):
+    """A remote archive was replaced while mounted: reads of bytes not cached
+    yet fail rather than mix two versions (remount to see the new one)."""
+
+    errno_value = _errno.EIO

@@ -80,3 +80,5 @@ def ro_archive(sample_root):
 
 # ---- mount fixtures: the mount helper adds its one import line below -------
 from mount_fixtures import *  # noqa
+# ---- remote archives: a session's SeaweedFS, an HTTP server ----------------
+from remote_fixtures import *  # noqa

@@ -85,7 +85,8 @@ class MountSession:
             except OSError as exc:
                 log.error("could not save the uncommitted changes: %s", exc)
             for path in stored:
-                log.error("uncommitted content of /%s kept in %s", path, rescue)
+                log.error("uncommitted content of /%s kept in %s", path,
+                          os.path.join(rescue, path))
         if not files and not stored:
             return "not everything was committed: %s" % reasons, True
         places, keep_scratch = set([rescue] if stored else []), False

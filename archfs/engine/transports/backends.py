@@ -17,6 +17,7 @@ from archfs.engine.transports.netstats import Counter, size_text
 from archfs.errors import (
     ArchiveChangedError,
     NoSuchFile,
+    ObjectChanged,
     RemoteAccessDenied,
     RemoteError,
 )
@@ -139,6 +140,10 @@ class FsspecBackend:
                 data = self._timed("GET", what, lambda: self._get(start, end, etag))
             except Exception as exc:
                 error = translate(exc, self.url, "reading %s" % what)
+                if isinstance(error, ArchiveChangedError):
+                    error = ObjectChanged("%s: the object was changed by another writer since "
+                                          "it was mounted; remount it to read the new version"
+                                          % self.url)
                 if not isinstance(error, RemoteError) or attempt + 1 == READ_ATTEMPTS:
                     raise error from None
                 time.sleep(0.2 * (attempt + 1))

@@ -60,11 +60,17 @@ class BlockCache:
         with self._lock:
             runs = self._claim_missing(b0, b1, self._extend_for_expected(b1))
             ahead = self._follow(pos, end)
+            for start, stop in self._expected:
+                if ahead is not None and start <= pos < stop:   # no further than announced
+                    ahead = (ahead[0], min(ahead[1], stop))
         # the first run is fetched here; the rest (a long read) in parallel
         for run in runs[1:]:
             self._submit(run)
         if runs:
             self._run_fetch(runs[0])
+            failed = runs[0][2].exception()
+            if failed is not None:
+                raise _read_error(failed) from failed
         if ahead is not None:
             self._read_ahead(*ahead)
         return self._gather(b0, b1, pos, end)
@@ -237,12 +243,18 @@ class BlockCache:
         return None
 
     def _read_ahead(self, start: int, end: int) -> None:
+        """Fetch what is missing of [start, end) once less than half of it is
+        there or on its way, so GETs go out in batches of big pieces."""
         if start >= end:
             return
         b0, b1 = start // self.block, (end - 1) // self.block
         with self._lock:
-            runs = []
             b = b0
+            while b <= b1 and (b in self._blocks or b in self._pending):
+                b += 1
+            if b > b1 or (b - b0) * self.block > (end - start) // 2:
+                return
+            runs = []
             while b <= b1:
                 if b in self._blocks or b in self._pending:
                     b += 1
