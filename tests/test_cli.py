@@ -336,9 +336,10 @@ def test_a_url_source_is_not_taken_for_a_file_name(tmp_path):
     assert sources.normalize("file:///tmp/a%20b.zip") == "/tmp/a b.zip"
     assert sources.normalize("c:x") == os.path.abspath("c:x")
     (tmp_path / "mnt").mkdir()
-    result = archfs("mount", "-o", "ro", "s3://bucket/a.zip", tmp_path / "mnt")
+    # (a scheme no transport reads: s3:// would go to the network)
+    result = archfs("mount", "-o", "ro", "nosuchscheme://bucket/a.zip", tmp_path / "mnt")
     assert result.returncode == 3
-    assert "s3://bucket/a.zip" in result.stderr and str(tmp_path) not in result.stderr
+    assert "nosuchscheme://bucket/a.zip" in result.stderr and str(tmp_path) not in result.stderr
 
 
 def test_generic_mount8_options():

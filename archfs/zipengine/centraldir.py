@@ -119,21 +119,11 @@ def read_end(fd: int, file_size: int) -> Optional[EndRecord]:
         if pos + fmt.EOCD.size <= len(tail):
             comment_len = int.from_bytes(tail[pos + 20:pos + 22], "little")
             if start + pos + fmt.EOCD.size + comment_len == file_size:
-                _expect_directory(fd, start + pos, tail[pos:pos + fmt.EOCD.size])
                 found = check_end(fd, file_size, start + pos, tail[pos:pos + fmt.EOCD.size], True)
                 if found is not None and (not found.shift or _shift_fits(fd, found)):
                     return found
         pos = tail.find(fmt.EOCD_SIG, pos + 1)
     return None
-
-
-def _expect_directory(fd, eocd_pos: int, record: bytes) -> None:
-    """Tell a remote transport the central directory is read next, so it
-    fetches it in one or a few requests (a local file needs no hint)."""
-    cd_size = fmt.EOCD.unpack_from(record, 0)[5]
-    if cd_size != fmt.MAX32:     # with zip64 records in between: a little more
-        before = cd_size + fmt.ZIP64_EOCD.size + fmt.ZIP64_LOCATOR.size
-        fileaccess.will_read(fd, max(0, eocd_pos - before), min(before, eocd_pos))
 
 
 def _shift_fits(fd: int, end: EndRecord) -> bool:

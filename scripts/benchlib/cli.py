@@ -39,6 +39,10 @@ GROUP_HELP = """row groups (for --only):
                 archive, then unmount: fsync time, bytes added per fsync, unmount time,
                 size after, mount time before and after; the result is checked with
                 unzip -t, 7zz t and Python's zipfile
+  remote-mount  mount the 100,000-file archive from S3 (a loopback SeaweedFS):
+                time, requests and bytes on the wire, and a second mount
+  remote-seq    sequential read of the 1 GiB stored member from S3, against a
+                plain ranged get_object of the same bytes
 
 Workloads are cached in .bench/ (set ARCHFS_BENCH_DIR to use another place);
 a full run needs about 3.5 GiB there and takes about an hour with all peers.
@@ -247,5 +251,6 @@ def main(argv=None) -> int:
         say("interrupted: cleaning up and reporting what was measured")
     finally:
         cleanup_all()
+        run.ctx.close_remote()
     run.finish()
     return 130 if run.interrupted else 0

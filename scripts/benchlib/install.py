@@ -35,4 +35,12 @@ def install_peers() -> None:
         python = shutil.which("python3") or sys.executable
         _run([python, "-m", "venv", str(PEERS_VENV)])
         _run([str(PEERS_VENV / "bin" / "pip"), "install", "--quiet", "ratarmount"])
+    if not has_s3fs():      # ratarmount reads s3:// through fsspec (the remote rows)
+        _run([str(PEERS_VENV / "bin" / "pip"), "install", "--quiet", "s3fs"])
     print("peers installed", file=sys.stderr)
+
+
+def has_s3fs() -> bool:
+    python = PEERS_VENV / "bin" / "python"
+    return python.exists() and subprocess.run(
+        [str(python), "-c", "import s3fs"], capture_output=True).returncode == 0

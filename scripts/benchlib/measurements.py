@@ -27,6 +27,17 @@ class Context:
     sizes: Sizes
     workloads: wl.Workloads
     cold_ok: bool = True           # every drop_caches call succeeded
+    remote: object = None          # the S3 store of the remote rows, once started
+
+    def remote_store(self):
+        if self.remote is None:
+            from benchlib.remote import RemoteStore
+            self.remote = RemoteStore(self.workloads, print)
+        return self.remote
+
+    def close_remote(self) -> None:
+        if self.remote is not None:
+            self.remote.stop()
 
     def drop(self) -> None:
         if not machine.drop_caches():
@@ -306,7 +317,15 @@ GROUPS: dict[str, Callable[[Context, Tool], Outcome]] = {
     "tar-add-gz": tar_only(lambda c, t: add_small_file(c, t, "deflated-archfs.tar.gz"),
                            ["total_s"]),
     "edit-tiny": edit_run,
+    "remote-mount": lambda c, t: _remote().remote_mount(c, t),
+    "remote-seq": lambda c, t: _remote().remote_sequential(c, t),
 }
+
+
+def _remote():
+    from benchlib import remote
+    return remote
+
 
 NEEDS = {  # workloads each group reads
     "tree-tiny": [wl.TINY], "tree-small": [wl.SMALL], "read-small": [wl.SMALL],
@@ -319,4 +338,5 @@ NEEDS = {  # workloads each group reads
     "tar-seq-gz": ["deflated.tar.gz"], "tar-seq-zst": ["deflated.tar.zst"],
     "tar-add-big": ["stored.tar"], "tar-add-gz": ["deflated-archfs.tar.gz"],
     "edit-tiny": [wl.TINY],
+    "remote-mount": [wl.SMALL], "remote-seq": [wl.STORED],
 }

@@ -87,4 +87,7 @@ def run_all(ctx, groups, needs_of) -> dict:
                                      / (out["zlib_inflate_mbs"] * 1e6))
     if wl.STORED in needs:
         out["disk_mbs"], out["disk_cold"] = read_file_mbs(ctx.workloads.path(wl.STORED))
+    if "remote-seq" in groups:
+        from benchlib.remote import get_object_mbs
+        out["get_object_mbs"] = get_object_mbs(ctx)
     return out

@@ -14,7 +14,7 @@ RATIO_TOOL = "archfs"
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    if unit in ("MB/s", "MB"):
+    if unit in ("MB/s", "MB", "requests"):
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
@@ -123,6 +123,14 @@ def references_text(refs: list[dict], summary: Summary) -> list[str]:
     if zlib_mbs and archfs_deflated:
         lines.append(f"- archfs deflated cold read ÷ zlib inflate: "
                      f"{archfs_deflated / zlib_mbs:.2f}×")
+    if med("get_object_mbs"):
+        lines.append(f"- plain ranged `get_object` of the stored member from the loopback "
+                     f"S3 store, 1 MiB reads (the reference for the S3 read row): "
+                     f"{fmt(med('get_object_mbs'), 'MB/s')} MB/s")
+        remote = summary.value("remote-seq:mbs", RATIO_TOOL)
+        if remote:
+            lines.append(f"- archfs sequential read from S3 ÷ plain get_object: "
+                         f"{remote / med('get_object_mbs'):.2f}×")
     big = summary.value("add-big:total_s", RATIO_TOOL)
     small = summary.value("add-mixed:total_s", RATIO_TOOL)
     if big and small:

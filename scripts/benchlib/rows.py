@@ -88,6 +88,20 @@ def table_rows(s: Sizes) -> list[Row]:
         Row("copy-in:copy_s", f"cp -r {s.copy_files:,} small files into a mount", "s", LOWER),
         Row("copy-in:save_s", "... then unmount until saved", "s", LOWER),
         Row("copy-in:total_s", f"cp -r {s.copy_files:,} files + save, total", "s", LOWER),
+        Row("remote-mount:mount_s", f"mount {small} from S3 (loopback): until usable", "s",
+            LOWER),
+        Row("remote-mount:requests", f"mount {small} from S3: requests on the wire",
+            "requests", LOWER),
+        Row("remote-mount:received_mb", f"mount {small} from S3: bytes received", "MB",
+            LOWER),
+        Row("remote-mount:remount_s", f"second mount {small} from S3, unchanged object", "s",
+            LOWER),
+        Row("remote-mount:remount_requests", f"second mount {small} from S3: requests",
+            "requests", LOWER),
+        Row("remote-seq:mbs", f"sequential read {big} stored from S3 (loopback), fresh mount",
+            "MB/s", HIGHER),
+        Row("remote-seq:rss_mb", f"sequential read {big} stored from S3: daemon peak RSS",
+            "MB", LOWER),
     ]
     for group, what in (("tar-small", small + " .tar"), ("tar-small-gz", small + " .tar.gz"),
                         ("tar-small-zst", small + " .tar.zst")):
@@ -123,4 +137,5 @@ def table_rows(s: Sizes) -> list[Row]:
 GROUP_ORDER = ["tree-tiny", "tree-small", "read-small", "seq-stored", "seq-deflated",
                "random-fresh", "add-mixed", "add-big", "copy-in",
                "tar-small", "tar-small-gz", "tar-small-zst", "tar-seq", "tar-seq-gz",
-               "tar-seq-zst", "tar-add-big", "tar-add-gz", "edit-tiny"]
+               "tar-seq-zst", "tar-add-big", "tar-add-gz", "edit-tiny",
+               "remote-mount", "remote-seq"]

@@ -81,6 +81,10 @@ def translate(exc: BaseException, url: str, what: str) -> OSError:
                                    "mounted" % url)
     if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "404", "NotFound"):
         return NoSuchFile("no such archive: %s" % url)
+    if any(type(e).__name__ == "NoCredentialsError" for e in (exc, exc.__cause__)):
+        return RemoteAccessDenied("%s: no credentials found: set AWS_ACCESS_KEY_ID and "
+                                  "AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials (-o anon for "
+                                  "a public bucket)" % url)
     if isinstance(exc, PermissionError) or code in ("AccessDenied", "403", "Forbidden"):
         return RemoteAccessDenied("%s: access denied (%s); check the credentials"
                                   % (url, what))
