@@ -25,12 +25,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 log = logging.getLogger("archfs.remote")
 
 BLOCK = 1 << 20
-PIECE = 4 << 20           # bytes per background GET
+PIECE = 8 << 20           # bytes per background GET
 READAHEAD = 32 << 20      # the largest readahead window
 MAX_GET = 32 << 20        # bytes per GET of an announced range
 WORKERS = 4
 CAPACITY = 64 << 20
 STREAMS = 8               # sequential readers followed at once
+BEHIND = 4 << 20          # how far behind its front a read still continues a stream
 
 
 class BlockCache:
@@ -229,15 +230,18 @@ class BlockCache:
     def _follow(self, pos: int, end: int) -> Optional[Tuple[int, int]]:
         """(lock held) Track sequential streams; the range to read ahead, if any."""
         for stream in self._streams:
-            if stream[0] - self.block <= pos <= stream[0] + self.block:
-                stream[0] = end
+            # the kernel sends a reader's reads from several threads: a read
+            # a little behind the stream's front still belongs to it
+            if stream[0] - BEHIND <= pos <= stream[0] + self.block:
+                stream[0] = max(stream[0], end)
                 self._streams.remove(stream)
                 self._streams.append(stream)
-                if end - stream[2] < self.block:
+                front = stream[0]
+                if front - stream[2] < self.block:
                     return None     # small reads close together: not a stream (yet)
-                stream[1] = min(READAHEAD, max(2 * self.block, stream[1] * 2))
+                stream[1] = min(READAHEAD, max(PIECE, stream[1] * 2))
                 window = min(stream[1], self.capacity // 2)
-                return end, min(self.limit, end + window)
+                return front, min(self.limit, front + window)
         self._streams.append([end, 0, pos])     # [next position, window, start]
         del self._streams[:-STREAMS]
         return None
@@ -254,6 +258,9 @@ class BlockCache:
                 b += 1
             if b > b1 or (b - b0) * self.block > (end - start) // 2:
                 return
+            per = max(1, PIECE // self.block)      # whole pieces, no stray single blocks
+            b1 = min((self.limit - 1) // self.block, b + -(-(b1 - b + 1) // per) * per - 1,
+                     max(b1, (start + self.capacity * 3 // 4) // self.block - 1))
             runs = []
             while b <= b1:
                 if b in self._blocks or b in self._pending:
