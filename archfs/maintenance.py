@@ -28,17 +28,18 @@ def repair(path: str, quiet: bool = False) -> int:
 def compact(path: str, quiet: bool = False) -> int:
     """Reclaim the dead space of the archive at ``path``; prints the sizes,
     or that there was too little to be worth it (and changes nothing)."""
-    before = os.path.getsize(path)
     started = time.monotonic()
     bar = ProgressBar(enabled=None if not quiet else False)
     archive = archive_class(path)(url=path, mode="a", opts={"progress": bar})
+    size = _size_of(archive, path)
+    before = size()
     try:
         done = archive.compact()
         detail = getattr(archive, "compaction_detail", "")
+        after = size()
     finally:
         bar.finish()
         archive.close()
-    after = os.path.getsize(path)
     log.info("compaction of %s took %.1f s", path, time.monotonic() - started)
     if not quiet:
         if done is False:
@@ -46,3 +47,11 @@ def compact(path: str, quiet: bool = False) -> int:
         else:
             print("%s: %s -> %s bytes" % (path, "{:,}".format(before), "{:,}".format(after)))
     return 0
+
+
+def _size_of(archive, path: str):
+    """The archive's size: of the local file, or of a remote one's transport."""
+    transport = getattr(archive, "transport", None)
+    if transport is not None and not getattr(transport, "is_local", True):
+        return transport.size
+    return lambda: os.path.getsize(path)

@@ -13,7 +13,6 @@ import email.utils
 import hashlib
 import http.client
 import http.server
-import os
 import re
 import shutil
 import signal

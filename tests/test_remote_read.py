@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mount_fixtures import archfs, build_archive
-from tar_builders import compress, gnu_tar, make_source
+from tar_builders import gnu_tar, make_source
 from zip_builders import build_many, pseudo_random
 
 ZIP_PASSWORD = "s3cret-pw"

@@ -191,3 +191,23 @@ def test_tar_on_s3_mounts_read_only_with_a_notice(tmp_path, s3):
         assert (point / "a.txt").read_text() == "alpha\n"
     finally:
         assert archfs("unmount", point).returncode == 0
+
+
+def test_archfs_compact_of_an_s3_object(tmp_path, s3):
+    """Compaction rewrites a remote archive whole, in one publish."""
+    import archfs
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("big.bin", pseudo_random(6 << 20, 21), zipfile.ZIP_STORED)
+        zf.writestr("keep.txt", b"kept\n")
+    s3.put_file("c.zip", path)
+    with archfs.open_archive(s3.url("c.zip"), mode="a", compact_ratio="1") as archive:
+        archive.remove("big.bin")
+        archive.writedata("new.txt", b"new\n")
+        assert archive.commit()
+    assert len(s3.get("c.zip")) > 6 << 20                  # the dead member is still there
+    result = archfs("compact", s3.url("c.zip"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = s3.get("c.zip")
+    assert len(data) < 4096, len(data)
+    assert object_zip(s3, "c.zip", tmp_path) == {"keep.txt": b"kept\n", "new.txt": b"new\n"}

@@ -16,7 +16,6 @@ import shutil
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 from benchlib import probes, workloads as wl
 from benchlib.procs import PeakRss

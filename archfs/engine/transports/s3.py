@@ -34,7 +34,7 @@ from archfs.engine.transports.backends import FsspecBackend, Info, error_code, t
 from archfs.engine.transports.netstats import size_text
 from archfs.engine.transports.remote import RemoteFile
 from archfs.engine.transports.staging import Staging
-from archfs.errors import ArchiveChangedError
+from archfs.errors import ArchiveChangedError, ObjectChanged
 
 log = logging.getLogger("archfs.remote")
 
@@ -193,6 +193,9 @@ class S3File(RemoteFile):
         self._write_lock = threading.RLock()
         self._conflict: Optional[str] = None
         self._published_view = _Published(self)
+        self._publishing = False
+        self._publish_done = threading.Condition()
+        self._local = threading.local()
         self.publishes = 0
         if self.exists:
             backend.abort_stale_uploads()
@@ -200,6 +203,26 @@ class S3File(RemoteFile):
     @property
     def published(self) -> _Published:
         return self._published_view
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        """A GET conditional on the version read; one that lost the race with
+        this mount's own publish (the bytes it asks for are the same in both
+        versions: changed ranges are read from the staging file) asks again."""
+        etag = self._info.etag
+        try:
+            return self.backend.get(start, end, etag)
+        except ObjectChanged:
+            with self._publish_done:      # wait for a publish under way (not from inside it)
+                if not getattr(self._local, "publishing", False):
+                    self._publish_done.wait_for(lambda: not self._publishing, 600)
+                current = self._info.etag
+            if current == etag:
+                raise
+            return self.backend.get(start, end, current)
+
+    def _read_for_upload(self, size: int, pos: int) -> bytes:
+        self._local.publishing = True
+        return self.pread(size, pos)
 
     # -- the staged view ----------------------------------------------------------
 
@@ -281,25 +304,32 @@ class S3File(RemoteFile):
             started = time.monotonic()
             before = self.stats.snapshot()
             etag = self._info.etag if self.exists else None
+            with self._publish_done:
+                self._publishing = True
             try:
                 if size < partplan.MIN_PART:
-                    new_etag = self.backend.put(self.pread(size, 0), etag)
+                    new_etag = self.backend.put(self._read_for_upload(size, 0), etag)
                     how = "whole"
                 else:
                     plan = partplan.plan(size, changed, self._valid)
-                    new_etag = self.backend.multipart(plan, self.pread, etag)
+                    new_etag = self.backend.multipart(plan, self._read_for_upload, etag)
                     how = "%d parts, %s copied in place" % (
                         len(plan), size_text(sum(p.size for p in plan if p.copy)))
+                first = min([a for a, _ in changed] + [self._valid])
+                self.cache.invalidate(first)
+                self.cache.limit = size
+                self._info = Info(size, new_etag, time.time_ns())
             except ArchiveChangedError as exc:
                 self._conflict = ("%s: another writer changed the object since this mount "
                                   "read it; these changes were not stored there, and writing "
                                   "stops" % self.location)
                 log.error(self._conflict)
                 raise ArchiveChangedError(self._conflict) from exc
-            first = min([a for a, _ in changed] + [self._valid])
-            self.cache.invalidate(first)
-            self.cache.limit = size
-            self._info = Info(size, new_etag, time.time_ns())
+            finally:
+                self._local.publishing = False
+                with self._publish_done:
+                    self._publishing = False
+                    self._publish_done.notify_all()
             self._valid = size
             self.exists = True
             self._staging.published(STAGING_KEEP)
