@@ -207,9 +207,6 @@ def test_verbose_logs_requests_per_mount_and_per_read_and_no_secret(tmp_path, s3
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
     path = _methods_zip(tmp_path)
     s3.put_file("v.zip", path)
-    m = mounter(s3.url("v.zip"), "ro")
-    archfs("unmount", m.path, check=True)
-    m.unmounted = True
     log_file = tmp_path / "verbose.log"
     point = tmp_path / "vmnt"
     point.mkdir()

@@ -195,13 +195,13 @@ def test_tar_on_s3_mounts_read_only_with_a_notice(tmp_path, s3):
 
 def test_archfs_compact_of_an_s3_object(tmp_path, s3):
     """Compaction rewrites a remote archive whole, in one publish."""
-    import archfs
+    from archfs import open_archive
     path = tmp_path / "c.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("big.bin", pseudo_random(6 << 20, 21), zipfile.ZIP_STORED)
         zf.writestr("keep.txt", b"kept\n")
     s3.put_file("c.zip", path)
-    with archfs.open_archive(s3.url("c.zip"), mode="a", compact_ratio="1") as archive:
+    with open_archive(s3.url("c.zip"), mode="a", compact_ratio="1") as archive:
         archive.remove("big.bin")
         archive.writedata("new.txt", b"new\n")
         assert archive.commit()
