@@ -58,6 +58,12 @@ space of the last one (``inplace.py``).
 7. Another program changing or replacing the file is noticed before every
    write (inode, size and mtime are compared); the store then refuses
    writes (ArchiveChangedError) rather than corrupt either side.
+6. Where the transport's ``sync`` publishes atomically (an S3 object, see
+   ``archfs.engine.transports``), no reader ever sees a state between two
+   syncs: appends start where the central directory starts, each commit
+   rewrites the directory after them (copying unchanged records from the
+   published version), and ``sync`` is called only on a complete archive.
+   Another writer's version, found when publishing, is ArchiveChangedError.
 
 What another program sees while the archive is mounted: after a checkpoint,
 an ordinary zip. Between checkpoints, the last checkpoint followed by the
@@ -85,6 +91,7 @@ The store is one class, ``ZipStore``, assembled from single-purpose parts:
 - ``idle.py``       the checkpoint after an idle period
 - ``firstentry.py`` keeping a listed entry at the archive's start (7-Zip)
 - ``compacting.py`` rewriting the archive without dead space
+- ``rescue.py``     saving what a commit that failed for good could not store
 """
 
 from archfs.zipengine.store.options import LOCAL_OVERHEAD, StoreOptions
