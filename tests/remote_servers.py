@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import http.client
 import http.server
+import os
 import re
 import shutil
 import signal
@@ -91,6 +92,7 @@ class SeaweedFS:
         self.directory.mkdir(parents=True, exist_ok=True)
         s3, master, volume, filer = self._ports()
         self.port = s3
+        self._used = {p + extra for p in (s3, master, volume, filer) for extra in (0, 10000)}
         log = open(self.directory / "weed.log", "wb")
         self.proc = subprocess.Popen(
             [binary, "server", "-dir=%s" % self.directory, "-ip=127.0.0.1",
@@ -124,6 +126,13 @@ class SeaweedFS:
         if self.proc is not None:
             stop_process(self.proc)
             self.proc = None
+            for name in os.listdir("/tmp"):    # the Unix sockets weed makes for its ports
+                match = re.fullmatch(r"seaweedfs-[a-z-]+-(\d+)\.sock", name)
+                if match and int(match.group(1)) in self._used:
+                    try:
+                        os.unlink(os.path.join("/tmp", name))
+                    except OSError:
+                        pass
 
 
 def s3_client(endpoint: str):
