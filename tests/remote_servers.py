@@ -46,7 +46,7 @@ def port_free(port: int) -> bool:
     return True
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 5) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 3) -> None:
     """SIGTERM, then SIGKILL after ``timeout``; always waited for."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

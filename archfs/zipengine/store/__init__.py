@@ -58,12 +58,13 @@ space of the last one (``inplace.py``).
 7. Another program changing or replacing the file is noticed before every
    write (inode, size and mtime are compared); the store then refuses
    writes (ArchiveChangedError) rather than corrupt either side.
-6. Where the transport's ``sync`` publishes atomically (an S3 object, see
+8. Where the transport's ``sync`` publishes atomically (an S3 object, see
    ``archfs.engine.transports``), no reader ever sees a state between two
-   syncs: appends start where the central directory starts, each commit
-   rewrites the directory after them (copying unchanged records from the
-   published version), and ``sync`` is called only on a complete archive.
-   Another writer's version, found when publishing, is ArchiveChangedError.
+   syncs, so there is no journal and no checkpoint in place: appends start
+   where the central directory starts, every commit writes a complete
+   directory after them (copying unchanged records from the published
+   version), and ``sync`` is called only on a complete archive. Another
+   writer's version, found when publishing, is ArchiveChangedError.
 
 What another program sees while the archive is mounted: after a checkpoint,
 an ordinary zip. Between checkpoints, the last checkpoint followed by the

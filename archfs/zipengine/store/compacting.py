@@ -2,7 +2,6 @@
 the archive (``compaction.rewrite``), then the table pointed at the new file."""
 
 import logging
-import os
 import time
 from typing import NamedTuple
 
