@@ -127,7 +127,7 @@ class SeaweedFS:
             stop_process(self.proc)
             self.proc = None
             for name in os.listdir("/tmp"):    # the Unix sockets weed makes for its ports
-                match = re.fullmatch(r"seaweedfs-[a-z-]+-(\d+)\.sock", name)
+                match = re.fullmatch(r"seaweedfs-[a-z0-9-]+?-(\d+)\.sock", name)
                 if match and int(match.group(1)) in self._used:
                     try:
                         os.unlink(os.path.join("/tmp", name))
