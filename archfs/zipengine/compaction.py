@@ -120,7 +120,8 @@ def write_compacted(fd: int, src, prefix: int, items: List[Item], comment: bytes
             written = writer.append_copy(fd, pos, row.name, row.is_dir, src, found[1],
                                          row.csize, row.usize, row.crc, row.method,
                                          row.flags, row.mtime_ns, dos=row.dos,
-                                         unix=row.unix, mode=row.mode)
+                                         unix=row.unix, mode=row.mode,
+                                         src_header_at=row.offset)
             end, flags = written.end, written.flags
         offsets[row.offset] = pos
         record = cdwrite.with_offset(item.record, pos) if item.record and item.length else None

@@ -21,7 +21,8 @@ import zlib
 from typing import Dict, NamedTuple, Optional, Tuple
 
 from archfs.engine import fileaccess
-from archfs.engine.fileaccess import pwrite_all
+from archfs.engine.fileaccess import pread_exact, pwrite_all
+from archfs.errors import CorruptMemberError
 from archfs.zipengine import format as fmt
 from archfs.zipengine.codecs import compress_bytes, make_encoder, method_flags, worth_compressing
 from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
@@ -198,12 +199,14 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
                 csize: int, usize: int, crc: int, method: int, flags: int,
                 mtime_ns: int, times: bool = True,
                 dos: Optional[Tuple[int, int]] = None, unix: UnixAttrs = NO_UNIX,
-                mode: Optional[int] = None) -> Written:
+                mode: Optional[int] = None, src_header_at: Optional[int] = None) -> Written:
     """Append an existing member's compressed bytes under a new local header.
 
     Used when a member's name changes: readers require the local header's
     name to match the central one. An encrypted member keeps its data
-    descriptor flag, since its password check byte depends on it.
+    descriptor flag, since its password check byte depends on it, and an
+    AES member its AES extra field (the real method and key strength, which
+    readers of local headers need), read from its old header at ``src_header_at``.
     """
     keep_descriptor = bool(flags & fmt.FLAG_ENCRYPTED and flags & fmt.FLAG_DESCRIPTOR)
     flags = (flags & ~fmt.FLAG_DESCRIPTOR) | (fmt.FLAG_DESCRIPTOR if keep_descriptor else 0)
@@ -211,6 +214,8 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
     zip64 = usize >= ZIP64_THRESHOLD or csize >= ZIP64_THRESHOLD
     header = local_header(member_name_bytes(path, is_dir), method, flags, mtime_ns, crc,
                           csize, usize, zip64, times, dos, unix, mode)
+    if method == fmt.AES_MARKER:
+        header = _with_extra(header, _aes_extra(src_fd, src_header_at))
     pwrite_all(fd, header, at)
     pos = at + len(header)
     copy_range(src_fd, data_start, fd, pos, csize)
@@ -225,6 +230,23 @@ def append_copy(fd: int, at: int, path: str, is_dir: bool, src_fd: int, data_sta
         pwrite_all(fd, tail, pos)
         pos += len(tail)
     return Written(at, csize, usize, crc, method, flags, pos)
+
+
+def _aes_extra(src, header_at: int) -> bytes:
+    """The AES extra block of the local header at ``header_at``."""
+    fields, data_start = fmt.read_local_header(lambda n, p: pread_exact(src, n, p), header_at)
+    extra = pread_exact(src, fields[10], data_start - fields[10])
+    for tag, data in fmt.iter_extras(extra):
+        if tag == fmt.EXTRA_AES:
+            return fmt.build_extra(tag, data)
+    raise CorruptMemberError("AES member without its AES extra field in the local header")
+
+
+def _with_extra(header: bytes, extra: bytes) -> bytes:
+    """A local header with one more extra block at the end of its extras."""
+    fields = list(fmt.LOCAL_HEADER.unpack_from(header))
+    fields[10] += len(extra)
+    return fmt.LOCAL_HEADER.pack(*fields) + header[fmt.LOCAL_HEADER.size:] + extra
 
 
 def copy_range(src_fd, src_pos: int, dst_fd, dst_pos: int, count: int) -> None:

@@ -277,7 +277,7 @@ class Commit:
             written = self._appending(lambda fd, at: writer.append_copy(
                 fd, at, row.name, row.is_dir, src, data_start, row.csize, row.usize,
                 row.crc, row.method, row.flags, row.mtime_ns, dos=row.dos, unix=row.unix,
-                mode=row.mode))
+                mode=row.mode, src_header_at=row.offset))
             with self._meta:
                 self._dead += LOCAL_OVERHEAD + row.csize
                 if t.dead[r] or t.names[r] != row.name:

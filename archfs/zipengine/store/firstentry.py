@@ -19,6 +19,9 @@ MOVE_LIMIT = 1 << 20          # a member this small is moved to keep the first e
 SMALL_ARCHIVE = 64 << 20      # an archive this small is rewritten rather than left with a gap
 
 
+AES_EXTRA_SIZE = 11     # the AES extra block a copied AES member's header keeps
+
+
 class FirstEntry:
     """Part of ZipStore: the filler of a dead first member's space."""
 
@@ -104,11 +107,13 @@ class FirstEntry:
             return "compact"
         row = t.row(r)
         # the full header (times, owner: what unzip restores from) where it fits
-        times = _full_header_fits(row.name, row.is_dir, row.csize, row.usize, row.mtime_ns,
+        aes = AES_EXTRA_SIZE if row.method == fmt.AES_MARKER else 0
+        times = _full_header_fits(row.name, row.is_dir, row.csize + aes, row.usize, row.mtime_ns,
                                   row.unix, row.mode, hole)
         written = writer.append_copy(fd, start, row.name, row.is_dir, fd, found[1], row.csize,
                                      row.usize, row.crc, row.method, row.flags, row.mtime_ns,
-                                     times=times, dos=row.dos, unix=row.unix, mode=row.mode)
+                                     times=times, dos=row.dos, unix=row.unix, mode=row.mode,
+                                     src_header_at=t.offset[r])
         with self._meta:
             if t.dead[r]:
                 return False
@@ -130,6 +135,8 @@ class FirstEntry:
             if r in self._bad or t.flags[r] & fmt.FLAG_DESCRIPTOR:
                 continue
             size = overhead + len(t.names[r].encode()) + t.csize[r]
+            if t.method[r] == fmt.AES_MARKER:
+                size += AES_EXTRA_SIZE
             if t.usize[r] >= writer.ZIP64_THRESHOLD:
                 size += 20
             if size <= hole and (best is None or t.csize[r] < t.csize[best]):
