@@ -31,7 +31,7 @@ from archfs import exitcodes, sources
 from archfs.engine import transports
 from archfs.errors import ArchiveBusy
 from archfs.mount import fuselib, preflight, statefiles
-from archfs.mount.options import MountOptions, plugin_options
+from archfs.mount.options import MountOptions, commit_interval, plugin_options
 from archfs.mount.readahead import set_readahead_when_live
 from archfs.mount.scratch import remove_stale
 from archfs.progress import ProgressBar
@@ -40,7 +40,6 @@ log = logging.getLogger("archfs.mount")
 
 LOG_FORMAT = "%(asctime)s archfs[%(process)d] %(levelname)s %(message)s"
 # commits of a remote archive are uploads: fewer, bigger ones (see the README)
-REMOTE_COMMIT_INTERVAL = 30.0
 TERMINAL_FORMAT = "archfs: %(levelname)s: %(message)s"
 
 
@@ -212,8 +211,7 @@ def _open_archive(request: MountRequest, reporter: Reporter):
             reporter.warn(text)
     mode = "r" if read_only else "a"
     remote = transports.is_remote(request.archive)
-    if request.options.commit_interval is None:
-        request.options.commit_interval = REMOTE_COMMIT_INTERVAL if remote else 1.0
+    request.options.commit_interval = commit_interval(request.options, remote)
     for item in request.options.ignored:
         log.debug("option %s is for mount(8); ignored", item)
     try:

@@ -91,7 +91,7 @@ def generic_effect(name: str, item: str) -> Optional[Tuple[str, Tuple[str, ...]]
 @dataclass
 class MountOptions:
     read_only: bool = False
-    commit_interval: Optional[float] = None      # None: 1, or 30 for a remote archive
+    commit_interval: Optional[float] = None      # None: see default_commit_interval
     allow_other: bool = False
     allow_root: bool = False
     tmpdir: Optional[str] = None
@@ -293,3 +293,15 @@ def markdown_table() -> str:
 
 if __name__ == "__main__":  # python -m archfs.mount.options: the README table
     print(markdown_table())
+
+
+LOCAL_COMMIT_INTERVAL = 1.0
+REMOTE_COMMIT_INTERVAL = 30.0     # each commit of a remote archive is an upload
+
+
+def commit_interval(options: "MountOptions", remote: bool = False) -> float:
+    """The commit interval in effect: the option, else the default for the
+    archive's kind."""
+    if options.commit_interval is not None:
+        return options.commit_interval
+    return REMOTE_COMMIT_INTERVAL if remote else LOCAL_COMMIT_INTERVAL

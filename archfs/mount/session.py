@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from archfs.mount.committer import Committer
 from archfs.mount.kernelcache import KernelCachePolicy
 from archfs.mount.openfiles import OpenFiles
-from archfs.mount.options import MountOptions
+from archfs.mount.options import MountOptions, commit_interval
 from archfs.mount.scratch import Scratch, choose_base
 
 log = logging.getLogger("archfs.mount")
@@ -30,7 +30,7 @@ class MountSession:
         self.options = options
         self.scratch = Scratch(choose_base(archive.location, options.tmpdir))
         self.files = OpenFiles(archive, self.scratch, KernelCachePolicy())
-        self.committer = Committer(archive, self.files, options.commit_interval)
+        self.committer = Committer(archive, self.files, commit_interval(options))
         self._on_ready = on_ready
         self._lock = threading.Lock()
         self.live = False
