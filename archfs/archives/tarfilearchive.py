@@ -14,48 +14,24 @@ compression follows the suffix: ``.tar.gz`` makes a gzip-compressed tar).
 """
 
 import os
-import shutil
-import stat as _stat
-import tempfile
-from typing import List, Optional, Tuple
+from typing import List
 
-from archfs import __version__, optionspec
-from archfs.archives.abstractarchive import (
-    AbstractArchive,
-    Member,
-    MemberStat,
-    member_name,
-    select_names,
-)
-from archfs.archives.writefileio import WriteFileIO
+from archfs import optionspec
+from archfs.archives.abstractarchive import MemberStat, member_name
+from archfs.archives.storearchive import StoreArchive, flag, local_path
 from archfs.engine import transports
-from archfs.errors import NoSuchAttribute, NoSuchFile, ReadOnlyError, UnsupportedURL
+from archfs.errors import NoSuchAttribute
 from archfs.optionspec import Option
 from archfs.tarengine.table import NO_OWNER
 
 __all__ = ["TarfileArchive"]
 
 
-def _local_path(url: str) -> str:
-    path = transports.local_path(os.fspath(url))
-    if path is None:
-        raise UnsupportedURL("%s: repair works on local files only (copy it here first)"
-                             % transports.redact(url))
-    return path
-
-
-def _flag(opts: dict, key: str, default: str = "1") -> bool:
-    return str(opts.get(key, default)).lower() not in ("0", "no", "off", "false")
-
-
-class TarfileArchive(AbstractArchive):
+class TarfileArchive(StoreArchive):
     """Tar archives, compressed or not (see the module docstring)."""
 
     name = "tar"
     description = "Read tar archives (gzip, bzip2, xz, zstd) and write them in place."
-    authors = "The archfs authors"
-    version = __version__
-    url = "https://github.com/archfs/archfs"
     mimetypes = ["application/x-tar", "application/x-gtar", "application/gzip",
                  "application/x-gzip", "application/x-compressed-tar", "application/x-bzip2",
                  "application/x-bzip-compressed-tar", "application/x-xz",
@@ -87,13 +63,7 @@ class TarfileArchive(AbstractArchive):
         return len(head) >= 512 and not head[:512].strip(b"\0") == b"" and looks_like_tar(head)
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
-        super().__init__(self.name, self.description, self.authors, self.version, self.url,
-                         self.mimetypes)
-        if url is None:
-            raise ValueError("url not given")
-        opts = dict(opts or {})
-        writable = mode[0] in "wa" or "+" in mode
-        self.why_read_only = None
+        opts, writable = self._begin(url, mode, opts)
         if transport is not None and transport.is_local:
             url = transport.location     # the writers open the local file themselves
             transport.release()
@@ -107,98 +77,25 @@ class TarfileArchive(AbstractArchive):
                 writable = False
             self._path = transport.location
         else:
-            self._path = os.path.abspath(_local_path(url))
+            self._path = os.path.abspath(local_path(url))
         from archfs.tarengine.writer import open_store
         self._store = open_store(self._path, writable, opts.get("progress"),
-                                 _flag(opts, "index_cache"),
+                                 flag(opts, "index_cache"),
                                  int(opts.get("compression_level", 6)), transport)
         transports.log_opened(self._store._file)
-        self._tmpdir: Optional[str] = None
-        self._extracted = {}
 
     # -- seed API -------------------------------------------------------------
-
-    def use_query(self):
-        return False
 
     @property
     def transport(self):
         """The archive file's transport (local, or ``archfs.engine.transports``)."""
         return self._store._file
 
-    def getnames(self, files=None):
-        return select_names(self._store.names(), files)
-
-    def getmembers(self, files=None):
-        return [Member(n) for n in self.getnames(files)]
-
-    def open(self, member, mode="rb"):
-        name = member_name(member)
-        if mode in ("r", "rb"):
-            return self._store.open_member(name)
-        if mode in ("w", "wb"):
-            self._check_writable()
-            local = tempfile.NamedTemporaryFile(dir=self._scratch(), delete=False)
-            local.close()
-            return WriteFileIO(self, name, local.name)
-        raise ValueError("unknown mode %r" % (mode,))
-
-    def to_localfile(self, member):
-        """Extract the member under this archive's private temporary directory
-        (names are in safe spelling; the resolved target is checked all the same)."""
-        name = member_name(member)
-        root = os.path.realpath(os.path.join(self._scratch(), "members"))
-        target = os.path.join(root, name)
-        if not name or os.path.commonpath([root, os.path.realpath(target)]) != root:
-            raise NoSuchFile("%s: name leaves the extraction directory" % name)
-        version = self._store.row_of(name)
-        if self._extracted.get(name) != version or not os.path.exists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with self._store.open_member(name) as src, open(target + ".part", "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.replace(target + ".part", target)
-            self._extracted[name] = version
-        return target
-
-    def add_localfile(self, local_file, filename):
-        self._check_writable()
-        mode = _stat.S_IMODE(os.stat(local_file).st_mode)
-        self._store.add_file(member_name(filename), local_file, mode=mode, replace=False)
-
     def writedata(self, filename, data, *, mode=None, mtime_ns=None):
         self._check_writable()
         self._store.add_bytes(member_name(filename), bytes(data), mode=mode, mtime_ns=mtime_ns)
 
-    def is_file(self, member):
-        try:
-            return _stat.S_ISREG(self._store.stat(member_name(member))[0])
-        except FileNotFoundError:
-            return False
-
-    def close(self):
-        try:
-            self._store.close()
-        finally:
-            if self._tmpdir is not None:
-                shutil.rmtree(self._tmpdir, ignore_errors=True)
-                self._tmpdir = None
-
-    def _scratch(self) -> str:
-        if self._tmpdir is None:
-            parent = os.path.dirname(self._path)
-            base = parent if os.access(parent, os.W_OK) and self.transport.is_local else None
-            self._tmpdir = tempfile.mkdtemp(prefix=".archfs-", dir=base)
-        return self._tmpdir
-
     # -- filesystem extensions -------------------------------------------------
-
-    @property
-    def writable(self) -> bool:
-        return self._store.writable
-
-    @property
-    def location(self) -> str:
-        return self._path
 
     @property
     def uses_inodes(self) -> bool:
@@ -208,12 +105,6 @@ class TarfileArchive(AbstractArchive):
         mode, size, mtime_ns, uid, gid, nlink, ino, rdev = self._store.stat(member_name(path))
         return MemberStat(mode, size, mtime_ns, None if uid == NO_OWNER else uid,
                           None if gid == NO_OWNER else gid, nlink=nlink, ino=ino, rdev=rdev)
-
-    def listdir(self, path: str) -> List[Tuple[str, int]]:
-        return self._store.listdir(member_name(path))
-
-    def readlink(self, path: str) -> str:
-        return self._store.readlink(member_name(path))
 
     def inodes(self, path: str):
         return self._store.child_inodes(member_name(path))
@@ -231,21 +122,9 @@ class TarfileArchive(AbstractArchive):
         self._check_writable()
         self._store.add_file(member_name(filename), local_file, mode=mode, mtime_ns=mtime_ns)
 
-    def remove(self, path):
-        self._check_writable()
-        self._store.remove(member_name(path))
-
     def mkdir(self, path, mode=0o755):
         self._check_writable()
         self._store.mkdir(member_name(path), mode)
-
-    def rmdir(self, path):
-        self._check_writable()
-        self._store.rmdir(member_name(path))
-
-    def rename(self, old, new):
-        self._check_writable()
-        self._store.rename(member_name(old), member_name(new))
 
     def symlink(self, target, path):
         self._check_writable()
@@ -255,28 +134,11 @@ class TarfileArchive(AbstractArchive):
         self._check_writable()
         self._store.link(member_name(target), member_name(path))
 
-    def chmod(self, path, mode):
-        self._check_writable()
-        self._store.chmod(member_name(path), mode)
-
     def utime(self, path, mtime_ns):
         self._check_writable()
         self._store.utime(member_name(path), mtime_ns)
 
-    def commit(self):
-        if self._store.writable:
-            return self._store.commit()
-        return False
-
-    def compact(self) -> bool:
-        self._check_writable()
-        return self._store.compact()
-
     @classmethod
     def repair(cls, url, progress=None) -> str:
         from archfs.tarengine.writer import repair
-        return repair(_local_path(url), progress)
-
-    def _check_writable(self):
-        if not self._store.writable:
-            raise ReadOnlyError("%s is opened read-only" % self._path)
+        return repair(local_path(url), progress)
