@@ -239,6 +239,7 @@ class CompressedTarWriter(TarWriter):
             placed = self._write_rows(sink, rows, empty_dirs)
             os.fsync(out.fd)
             os.rename(tmp, self.path)
+            out.path = self.path        # its name now, which the change guard checks
             fsync_dir(self.path)
         except BaseException:
             if fd >= 0:

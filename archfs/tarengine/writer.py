@@ -39,12 +39,12 @@ import time
 from typing import Optional
 
 from archfs.engine import compressed, indexcache
+from archfs.engine.changeguard import ChangeGuard
 from archfs.engine.compressed import PlainStream
 from archfs.engine.fileaccess import ArchiveFile, fsync_dir
 from archfs.engine.tree import DIR_MODE
 from archfs.errors import (
     ArchiveBusy,
-    ArchiveChangedError,
     CorruptArchiveError,
     DirectoryNotEmpty,
     FileAlreadyExistsError,
@@ -54,7 +54,6 @@ from archfs.errors import (
     NoSuchFile,
     NotADirectory,
     NotSupported,
-    ReadOnlyError,
 )
 from archfs.tarengine import headers as hd
 from archfs.tarengine.names import encode, is_valid_new_name
@@ -106,8 +105,10 @@ def lock_for_writing(file: ArchiveFile) -> None:
         raise ArchiveBusy("%s: already open for writing by another archfs" % file.path) from None
 
 
-class TarWriter(TarStore):
+class TarWriter(ChangeGuard, TarStore):
     """A plain tar opened read-write (see the module docstring)."""
+
+    _log = log
 
     def __init__(self, path: str, options: StoreOptions):
         super().__init__(path, True, options)
@@ -167,40 +168,6 @@ class TarWriter(TarStore):
         if self._file.size() != stop:
             self._file.truncate(stop)
         return stop
-
-    # -- identity ---------------------------------------------------------------
-
-    def _remember_identity(self) -> None:
-        self._identity_now = self._file.identity()
-
-    def _check_unchanged(self) -> None:
-        if self._broken:
-            raise ArchiveChangedError(self._broken)
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            st = None
-        known = self._identity_now
-        now = self._file.identity()
-        why = None
-        if st is None:
-            why = "the archive file was removed"
-        elif (st.st_dev, st.st_ino) != (known.dev, known.ino):
-            why = "the archive file was replaced by another program"
-        elif (now.size, now.mtime_ns) != (known.size, known.mtime_ns):
-            why = "the archive file was changed by another program"
-        if why:
-            self._broken = "%s: %s; refusing further writes" % (self.path, why)
-            log.error(self._broken)
-            raise ArchiveChangedError(self._broken)
-
-    def _check_writable(self) -> None:
-        if not self.writable:
-            raise ReadOnlyError("%s is opened read-only" % self.path)
-        if self._closed:
-            raise ValueError("archive is closed")
-        if self._broken:
-            raise ArchiveChangedError(self._broken)
 
     # -- appending ----------------------------------------------------------------
 

@@ -79,10 +79,10 @@ class Attributes:
             if node is not None:
                 if path == "":
                     mode, mtime, uid, gid, ctime = self._root
-                    mtime = mtime or self._identity[3]
+                    mtime = mtime or self._known_identity.mtime_ns
                     return MemberAttrs(mode, 0, mtime, uid, gid, mtime, max(ctime, mtime),
                                        nlink, 0)
-                mtime = self._identity[3]
+                mtime = self._known_identity.mtime_ns
                 return MemberAttrs(DIR_MODE, 0, mtime, NO_OWNER, NO_OWNER, mtime, mtime, nlink, 0)
         raise NoSuchFile("%s: no such file or directory" % path)
 

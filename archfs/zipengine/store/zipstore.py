@@ -4,9 +4,11 @@ part shares, the queries and closing; each mixin holds one concern."""
 
 import os
 import stat
+import logging
 import threading
 from typing import Dict, List, Optional, Tuple
 
+from archfs.engine.changeguard import ChangeGuard
 from archfs.errors import IsADirectory, NoSuchFile, NotADirectory
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.memberreader import SeekIndexCache, Verdicts
@@ -16,7 +18,6 @@ from archfs.zipengine.store.commit import Commit
 from archfs.zipengine.store.directory import DirectoryPlanning
 from archfs.zipengine.store.compacting import Compacting
 from archfs.zipengine.store.firstentry import FirstEntry
-from archfs.zipengine.store.identity import Identity
 from archfs.zipengine.store.idle import IdleCheckpoints
 from archfs.zipengine.store.inplace import InPlace
 from archfs.zipengine.store.journaling import Journaling
@@ -27,7 +28,7 @@ from archfs.zipengine.store.rescue import Rescue
 from archfs.zipengine.tree import DIR_MODE
 
 
-class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, DirectoryPlanning,
+class ZipStore(Opening, ChangeGuard, Reading, Changes, Attributes, Journaling, DirectoryPlanning,
                Commit, InPlace, FirstEntry, Compacting, Rescue):
     """An open zip archive (see the package docstring for the protocol).
 
@@ -46,6 +47,8 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
     ``_append`` serializes writers, commits and compaction, so a long append
     never blocks a stat or a read.
     """
+
+    _log = logging.getLogger("archfs.zip")
 
     def __init__(self, path: str, writable: bool, options: Optional[StoreOptions] = None,
                  transport=None):
@@ -98,8 +101,8 @@ class ZipStore(Opening, Identity, Reading, Changes, Attributes, Journaling, Dire
             if node is not None:
                 if path == "":
                     mode, mtime_ns, uid, gid, _ctime = self._root
-                    return mode, 0, mtime_ns or self._identity[3], uid, gid
-                return DIR_MODE, 0, self._identity[3], NO_OWNER, NO_OWNER
+                    return mode, 0, mtime_ns or self._known_identity.mtime_ns, uid, gid
+                return DIR_MODE, 0, self._known_identity.mtime_ns, NO_OWNER, NO_OWNER
         raise NoSuchFile("%s: no such file or directory" % path)
 
     def listdir(self, path: str) -> List[Tuple[str, int]]:
