@@ -16,12 +16,13 @@ import os
 import struct
 import tempfile
 from array import array
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 
 log = logging.getLogger("archfs.index")
 
 MAGIC = b"ARCHFSIX"
 _LENGTH = struct.Struct("<Q")
+T = TypeVar("T")
 
 
 def cache_dir() -> str:
@@ -49,15 +50,17 @@ def transport_key(transport, kind: str, version: int) -> dict:
     return dict(transport.cache_key(), kind=kind, version=version)
 
 
-def joined(names: List[str], batch: int = 1 << 16) -> Iterable[bytes]:
-    """The NUL-joined UTF-8 of ``names``, as a few pieces."""
+def joined(names: List[str], batch: int = 1 << 16,
+           errors: str = "surrogateescape") -> Iterable[bytes]:
+    """The NUL-joined UTF-8 of ``names``, as a few pieces (``errors``: how
+    the format's names keep what is not UTF-8)."""
     for i in range(0, len(names), batch):
         piece = "\x00".join(names[i:i + batch])
-        yield (piece if i == 0 else "\x00" + piece).encode("utf-8", "surrogateescape")
+        yield (piece if i == 0 else "\x00" + piece).encode("utf-8", errors)
 
 
-def split_names(data: bytes, count: int) -> List[str]:
-    names = data.decode("utf-8", "surrogateescape").split("\x00") if count else []
+def split_names(data: bytes, count: int, errors: str = "surrogateescape") -> List[str]:
+    names = data.decode("utf-8", errors).split("\x00") if count else []
     if len(names) != count:
         raise ValueError("index holds %d names, not %d" % (len(names), count))
     return names
@@ -99,17 +102,36 @@ def _write_section(out, pieces) -> None:
 def load(path: str, key: dict, directory: Optional[str] = None
          ) -> Optional[Tuple[dict, List[bytes]]]:
     """(header, sections) of a valid saved index for exactly this file, or None."""
+    return load_with(path, key, lambda header, count, section: (
+        header, [section() for _ in range(count)]), directory)
+
+
+def load_with(path: str, key: dict, build: Callable[[dict, int, Callable[[], bytes]], T],
+              directory: Optional[str] = None) -> Optional[T]:
+    """What ``build(header, count, section)`` makes of a valid saved index
+    for exactly this file, or None. ``section()`` reads the next of the
+    ``count`` sections, so a big index is never held whole; whatever
+    ``build`` raises of a damaged index (ValueError, KeyError...) makes it
+    ignored."""
     target = cache_file(path, directory, key["kind"])
     try:
         with open(target, "rb") as f:
             head = f.read(16)
             if head[:8] != MAGIC:
                 raise ValueError("not an archfs index")
-            count = _LENGTH.unpack_from(head, 8)[0]
+            remaining = _LENGTH.unpack_from(head, 8)[0] - 1
             first = json.loads(_read_section(f))
             if first.get("key") != key:
                 return None
-            return first["header"], [_read_section(f) for _ in range(count - 1)]
+
+            def section() -> bytes:
+                nonlocal remaining
+                if remaining <= 0:
+                    raise ValueError("index is cut short")
+                remaining -= 1
+                return _read_section(f)
+
+            return build(first["header"], remaining, section)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, UnicodeError, struct.error) as exc:

@@ -1,60 +1,39 @@
-"""A persisted index, so a second mount of a big unchanged archive is quick.
+"""The zip engine's saved index (``archfs.engine.indexcache`` keeps the
+file), so a second mount of a big unchanged archive is quick.
 
 After parsing a large central directory the member table and tree are
-saved as flat arrays under ``$XDG_CACHE_HOME/archfs/index`` (one file per
-archive path). The file is only used when the archive's device, inode,
-size, mtime and end record are exactly what they were when it was saved;
-any change makes it stale and it is rebuilt. It holds no code (no pickle):
-a damaged or foreign file fails to load and is ignored.
+saved as flat arrays. The index is only used while the archive's file (or
+remote object) and its end record are exactly what they were when it was
+saved; any change makes it stale and it is rebuilt.
 """
 
-import hashlib
-import json
 import logging
-import os
-import struct
-import tempfile
 from array import array
 from typing import Optional
 
+from archfs.engine import indexcache as cache
 from archfs.zipengine.entries import EntryTable
 from archfs.zipengine.tree import DirNode, Tree
 
 log = logging.getLogger("archfs.zip")
 
-MAGIC = b"ARCHFSIX"
-VERSION = 5
+VERSION = 6
 MIN_MEMBERS = 20000            # smaller archives parse faster than a cache loads
 _COLUMNS = ("offset", "csize", "usize", "crc", "method", "flags", "mtime_ns", "mode",
             "uid", "gid", "record_at", "record_len", "durable_at")
-_LENGTH = struct.Struct("<Q")
+_NAMES = "surrogatepass"       # zip names may hold any code point, lone surrogates too
 
 
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "archfs", "index")
-
-
-def _cache_file(path: str, directory: Optional[str]) -> str:
-    name = path if "://" in path else os.path.realpath(path)    # a URL names itself
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape"))
-    return os.path.join(directory or cache_dir(), digest.hexdigest()[:32] + ".idx")
-
-
-def _key(fd, path: str, end) -> dict:
+def _key(fd, end) -> dict:
     """What the archive must still be: a local file's device, inode, size and
-    mtime; a remote object's URL and ETag (valid on any machine)."""
-    if isinstance(fd, int):
-        st = os.fstat(fd)
-        key = {"path": os.path.realpath(path), "dev": st.st_dev, "ino": st.st_ino,
-               "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    else:
-        key = fd.cache_key()
-    key.update(version=VERSION, eocd=end.eocd_pos, cd_start=end.cd_start, cd_size=end.cd_size)
+    mtime; a remote object's URL and ETag (valid on any machine); and the end
+    record the table was read from."""
+    key = cache.transport_key(fd, "zip", VERSION)
+    key.update(eocd=end.eocd_pos, cd_start=end.cd_start, cd_size=end.cd_size)
     return key
 
 
-def save(path: str, fd: int, end, table: EntryTable, tree: Tree, bad: dict,
+def save(path: str, fd, end, table: EntryTable, tree: Tree, bad: dict,
          directory: Optional[str] = None, extra: Optional[dict] = None) -> None:
     """Write the index of an archive (silently skipped when it cannot be);
     ``extra`` is the store's own state, returned as it was by ``load``."""
@@ -65,8 +44,6 @@ def save(path: str, fd: int, end, table: EntryTable, tree: Tree, bad: dict,
 
 
 def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
-    target = _cache_file(path, directory)
-    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
     dir_paths = list(tree.dirs)
     order = array("q")
     starts, counts, dir_rows, lives = array("q"), array("q"), array("q"), array("q")
@@ -78,7 +55,7 @@ def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
         dir_rows.append(node.row)
         lives.append(node.live)
     header = {
-        "key": _key(fd, path, end), "rows": len(table),
+        "rows": len(table),
         "bad": {str(r): why for r, why in bad.items()},
         "extras": {str(r): v.hex() for r, v in table.extras.items()},
         "comments": {str(r): v.hex() for r, v in table.comments.items()},
@@ -87,81 +64,31 @@ def _save(path, fd, end, table, tree, bad, directory, extra) -> None:
         "rdev": {str(r): v for r, v in table.rdev.items()},
     }
     # sections are written piece by piece so saving never holds a second copy
-    sections = [[json.dumps(header).encode()], _joined(table.names), _joined(dir_paths),
+    sections = [cache.joined(table.names, errors=_NAMES), cache.joined(dir_paths, errors=_NAMES),
                 [table.dead], [table.relocate]]
     sections += [[getattr(table, name)] for name in _COLUMNS]
     sections += [[order], [starts], [counts], [dir_rows], [lives]]
     sections += [[table.atime_ns if table.atime_ns is not None else array("q")]]
-    fd_out, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".idx-")
-    try:
-        with os.fdopen(fd_out, "wb") as out:
-            out.write(MAGIC + _LENGTH.pack(len(sections)))
-            for pieces in sections:
-                _write_section(out, pieces)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    cache.save(path, _key(fd, end), header, sections, directory)
 
 
-def _joined(names, batch: int = 1 << 16):
-    """The NUL-joined UTF-8 of ``names``, as a few pieces."""
-    for i in range(0, len(names), batch):
-        piece = "\x00".join(names[i:i + batch])
-        yield (piece if i == 0 else "\x00" + piece).encode("utf-8", "surrogatepass")
-
-
-def _write_section(out, pieces) -> None:
-    start = out.tell()
-    out.write(_LENGTH.pack(0))
-    for piece in pieces:
-        out.write(memoryview(piece).cast("B") if isinstance(piece, array) else piece)
-    end = out.tell()
-    out.seek(start)
-    out.write(_LENGTH.pack(end - start - 8))
-    out.seek(end)
-
-
-def load(path: str, fd: int, end, directory: Optional[str] = None):
+def load(path: str, fd, end, directory: Optional[str] = None):
     """(table, tree, bad, extra) from a valid saved index, or None."""
-    target = _cache_file(path, directory)
     try:
-        with open(target, "rb") as f:
-            return _load(f, _key(fd, path, end))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, UnicodeError, struct.error) as exc:
+        key = _key(fd, end)
+    except OSError as exc:
         log.info("ignoring the saved index of %s: %s", path, exc)
         return None
+    return cache.load_with(path, key, _build, directory)
 
 
-def _load(f, key: dict):
-    """Read section by section, so loading never holds the whole file at once."""
-    head = f.read(16)
-    if head[:8] != MAGIC:
-        raise ValueError("not an archfs index")
-    remaining = _LENGTH.unpack_from(head, 8)[0]
-
-    def section() -> bytes:
-        nonlocal remaining
-        if remaining <= 0:
-            raise ValueError("index is cut short")
-        remaining -= 1
-        size = _LENGTH.unpack(f.read(8))[0]
-        data = f.read(size)
-        if len(data) != size:
-            raise ValueError("index is cut short")
-        return data
-
-    header = json.loads(section())
-    if header["key"] != key:
-        return None
+def _build(header: dict, _count: int, section):
+    """The table and tree, section by section, so loading never holds the
+    whole file at once."""
     rows = header["rows"]
     table = EntryTable()
-    names = section()
-    table.names = names.decode("utf-8", "surrogatepass").split("\x00") if rows else []
-    del names
-    dir_paths = section().decode("utf-8", "surrogatepass").split("\x00")
+    table.names = cache.split_names(section(), rows, _NAMES)
+    dir_paths = section().decode("utf-8", _NAMES).split("\x00")
     table.dead = bytearray(section())
     table.relocate = bytearray(section())
     for name in _COLUMNS:
@@ -169,7 +96,7 @@ def _load(f, key: dict):
         column.frombytes(section())
         if len(column) != rows:
             raise ValueError("index column %s has %d rows, not %d" % (name, len(column), rows))
-    if len(table.names) != rows or len(table.dead) != rows:
+    if len(table.dead) != rows:
         raise ValueError("index is inconsistent")
     table.extras = {int(r): bytes.fromhex(v) for r, v in header["extras"].items()}
     table.comments = {int(r): bytes.fromhex(v) for r, v in header["comments"].items()}
@@ -179,11 +106,7 @@ def _load(f, key: dict):
     table.rdev = {int(r): v for r, v in header["rdev"].items()}
     atimes = section()
     if atimes:
-        table.atime_ns = array("q")
-        table.atime_ns.frombytes(atimes)
-        if len(table.atime_ns) != rows:
-            raise ValueError("index column atime_ns has %d rows, not %d"
-                             % (len(table.atime_ns), rows))
+        table.atime_ns = cache.typed(atimes, "q", rows)
     return table, tree, bad, header.get("store", {})
 
 
