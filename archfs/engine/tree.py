@@ -18,6 +18,60 @@ from typing import Dict, List, Optional, Tuple
 DIR_MODE = stat.S_IFDIR | 0o755
 
 
+class BaseTree:
+    """What every format's tree does alike: ``dirs`` maps each directory path
+    to a node with ``subdirs`` (names, in order) and ``row``; ``table.dead``
+    marks rows that left the tree. A format says in ``_take_name`` what
+    becomes of a non-directory standing where a directory is needed, and
+    gives its node class as ``node_type``."""
+
+    node_type: type
+    table: object
+    dirs: dict
+
+    def subtree_dirs(self, path: str) -> List[str]:
+        """Directory paths at and below ``path``, parents before children."""
+        out = [path]
+        i = 0
+        while i < len(out):
+            p = out[i]
+            for name in self.dirs[p].subdirs:
+                out.append(p + "/" + name if p else name)
+            i += 1
+        return out
+
+    def ensure_dir(self, path: str):
+        """The node of ``path``, creating it and its parents as implied dirs."""
+        node = self.dirs.get(path)
+        if node is not None:
+            return node
+        missing = [path]                   # iterative: names may have thousands of parts
+        parent_path = path.rpartition("/")[0]
+        while parent_path not in self.dirs:
+            missing.append(parent_path)
+            parent_path = parent_path.rpartition("/")[0]
+        parent = self.dirs[parent_path]
+        for dir_path in reversed(missing):
+            base = dir_path.rpartition("/")[2]
+            self._take_name(dir_path, parent, base)
+            node = self.dirs[dir_path] = self.node_type()
+            parent.subdirs[base] = None
+            parent = node
+        return node
+
+    def _take_name(self, dir_path: str, parent, base: str) -> None:
+        """Make way for directory ``dir_path`` (``base`` in ``parent``)."""
+        raise NotImplementedError
+
+    def remove_dir(self, path: str) -> None:
+        node = self.dirs.pop(path)
+        if node.row >= 0:
+            self.table.dead[node.row] = 1
+            self.paths.pop(path, None)
+        parent, _, base = path.rpartition("/")
+        self.dirs[parent].subdirs.pop(base, None)
+
+
 class DirNode:
     __slots__ = ("files", "subdirs", "row")
 
@@ -27,7 +81,11 @@ class DirNode:
         self.row = row                        # explicit entry, or -1 if implied
 
 
-class Tree:
+class Tree(BaseTree):
+    """The tree of a format whose later member simply takes a name (tar)."""
+
+    node_type = DirNode
+
     def __init__(self, table):
         self.table = table
         self._paths: Optional[Dict[str, int]] = {}
@@ -121,45 +179,16 @@ class Tree:
         node = self.dirs[path]
         return not node.subdirs and not node.files
 
-    def subtree_dirs(self, path: str) -> List[str]:
-        """Directory paths at and below ``path``, parents before children."""
-        out = [path]
-        i = 0
-        while i < len(out):
-            p = out[i]
-            for name in self.dirs[p].subdirs:
-                out.append(p + "/" + name if p else name)
-            i += 1
-        return out
-
     # -- changes ------------------------------------------------------------
 
-    def ensure_dir(self, path: str) -> DirNode:
-        """The node of ``path``, creating it and its parents as implied dirs.
-
-        A file standing where a directory is needed dies: a directory always
+    def _take_name(self, dir_path: str, parent: "DirNode", base: str) -> None:
+        """A file standing where a directory is needed dies: a directory always
         takes the name (the member that implies it came later, or it holds
-        members).
-        """
-        node = self.dirs.get(path)
-        if node is not None:
-            return node
-        missing = [path]                   # iterative: names may have thousands of parts
-        parent_path = path.rpartition("/")[0]
-        while parent_path not in self.dirs:
-            missing.append(parent_path)
-            parent_path = parent_path.rpartition("/")[0]
-        parent = self.dirs[parent_path]
-        for dir_path in reversed(missing):
-            base = dir_path.rpartition("/")[2]
-            clash = parent.files.pop(base, None)
-            if clash is not None:
-                self.paths.pop(dir_path, None)
-                self.table.dead[clash] = 1
-            node = self.dirs[dir_path] = DirNode()
-            parent.subdirs[base] = None
-            parent = node
-        return node
+        members)."""
+        clash = parent.files.pop(base, None)
+        if clash is not None:
+            self.paths.pop(dir_path, None)
+            self.table.dead[clash] = 1
 
     def put_file(self, path: str, row: int) -> int:
         """Place a non-directory row at ``path``; the row it replaces dies.
@@ -196,11 +225,3 @@ class Tree:
         del self.dirs[parent_path].files[base]
         self.table.dead[row] = 1
         return row
-
-    def remove_dir(self, path: str) -> None:
-        node = self.dirs.pop(path)
-        if node.row >= 0:
-            self.table.dead[node.row] = 1
-            self.paths.pop(path, None)
-        parent, _, base = path.rpartition("/")
-        self.dirs[parent].subdirs.pop(base, None)

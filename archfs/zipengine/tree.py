@@ -12,18 +12,17 @@ name from a file.
 """
 
 import stat
-from array import array
 import sys
+from array import array
 from collections import Counter
 from itertools import groupby
 from operator import itemgetter
 from sys import intern
 from typing import Dict, List, Optional, Tuple
 
+from archfs.engine.tree import DIR_MODE, BaseTree
 from archfs.zipengine.entries import EntryTable
 from archfs.zipengine.names import backup_spelling
-
-DIR_MODE = stat.S_IFDIR | 0o755
 
 
 class DirNode:
@@ -38,7 +37,11 @@ class DirNode:
         self.live = 0                 # live rows in ``files``
 
 
-class Tree:
+class Tree(BaseTree):
+    """The tree of zip names: clashes are settled by respelling."""
+
+    node_type = DirNode
+
     def __init__(self, table: EntryTable):
         self.table = table
         self.paths: Dict[str, int] = {}
@@ -143,28 +146,11 @@ class Tree:
         self.table.touch(row)
         return candidate
 
-    def ensure_dir(self, path: str) -> DirNode:
-        """The node of ``path``, creating it and its parents as implied dirs.
-
-        A file standing where a directory is needed yields its name.
-        """
-        node = self.dirs.get(path)
-        if node is not None:
-            return node
-        missing = [path]                   # iterative: names may have thousands of parts
-        parent_path = path.rpartition("/")[0]
-        while parent_path not in self.dirs:
-            missing.append(parent_path)
-            parent_path = parent_path.rpartition("/")[0]
-        parent = self.dirs[parent_path]
-        for dir_path in reversed(missing):
-            clash = self.paths.get(dir_path)
-            if clash is not None and not stat.S_ISDIR(self.table.mode[clash]):
-                self._respell(clash, dir_path)     # a directory takes the name from a file
-            node = self.dirs[dir_path] = DirNode()
-            parent.subdirs[dir_path.rpartition("/")[2]] = None
-            parent = node
-        return node
+    def _take_name(self, dir_path: str, parent: DirNode, base: str) -> None:
+        """A file standing where a directory is needed yields its name."""
+        clash = self.paths.get(dir_path)
+        if clash is not None and not stat.S_ISDIR(self.table.mode[clash]):
+            self._respell(clash, dir_path)     # a directory takes the name from a file
 
     def _attach_file(self, path: str, row: int) -> None:
         parent = self.ensure_dir(path.rpartition("/")[0])
@@ -217,17 +203,6 @@ class Tree:
         node = self.dirs[path]
         return not node.subdirs and node.live == 0
 
-    def subtree_dirs(self, path: str) -> List[str]:
-        """Directory paths at and below ``path``, parents before children."""
-        out = [path]
-        i = 0
-        while i < len(out):
-            p = out[i]
-            for name in self.dirs[p].subdirs:
-                out.append(p + "/" + name if p else name)
-            i += 1
-        return out
-
     # -- changes ------------------------------------------------------------
 
     def add_file(self, path: str, row: int) -> None:
@@ -251,14 +226,6 @@ class Tree:
         node = self.ensure_dir(path)
         node.row = row
         self.paths[path] = row
-
-    def remove_dir(self, path: str) -> None:
-        node = self.dirs.pop(path)
-        if node.row >= 0:
-            self.table.dead[node.row] = 1
-            self.paths.pop(path, None)
-        parent, _, base = path.rpartition("/")
-        self.dirs[parent].subdirs.pop(base, None)
 
 
 def _directory_rows(modes: array) -> List[int]:
