@@ -7,17 +7,17 @@ that fail in the decompressor or run past the end of the stream are EIO.
 """
 
 import bisect
-import io
 import threading
 from typing import List, Optional, Tuple
 
 from archfs.engine.compressed import library_error
+from archfs.engine.memberfile import MemberFile
 from archfs.errors import CorruptMemberError
 
 ZEROS = bytes(1 << 16)
 
 
-class MemberReader(io.RawIOBase):
+class MemberReader(MemberFile):
     def __init__(self, name: str, stream, data: int, size: int, usize: int,
                  sparse: Optional[List[Tuple[int, int]]] = None, on_close=None):
         super().__init__()
@@ -89,43 +89,7 @@ class MemberReader(io.RawIOBase):
                 pos += take
         return b"".join(parts)
 
-    # -- io.RawIOBase -------------------------------------------------------
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.pread(len(buffer), self._pos)
-        n = len(data)
-        buffer[:n] = data
-        self._pos += n
-        return n
-
-    def read(self, size=-1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._usize - self._pos)
-        data = self.pread(size, self._pos)
-        self._pos += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def seek(self, offset, whence=io.SEEK_SET):
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence == io.SEEK_END:
-            offset += self._usize
-        if offset < 0:
-            raise ValueError("negative seek position %d" % offset)
-        self._pos = offset
-        return offset
-
-    def tell(self):
-        return self._pos
+    # -- io.RawIOBase (the rest is engine.memberfile's) ---------------------
 
     def close(self):
         if not self.closed:

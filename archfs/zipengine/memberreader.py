@@ -28,12 +28,12 @@ Memory stays bounded: the window, one input chunk, and the seek points
 """
 
 import bisect
-import io
 import threading
 import weakref
 from collections import OrderedDict
 from typing import NamedTuple, Optional
 
+from archfs.engine.memberfile import MemberFile
 from archfs.errors import CorruptMemberError, PasswordRequired
 from archfs.zipengine import aes
 from archfs.zipengine.codecs import make_decoder
@@ -331,7 +331,7 @@ class DecodeStream:
                 raise CorruptMemberError("%s: member ends early" % self.info.name)
 
 
-class MemberReader(io.RawIOBase):
+class MemberReader(MemberFile):
     """A seekable, thread-safe binary file over one member (``pread`` + ``read``)."""
 
     def __init__(self, source, info: MemberInfo, seek_index: Optional[SeekIndex],
@@ -507,43 +507,7 @@ class MemberReader(io.RawIOBase):
             self._prefetch.stop()
             self._prefetch = None
 
-    # -- io.RawIOBase -------------------------------------------------------
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.pread(len(buffer), self._pos)
-        n = len(data)
-        buffer[:n] = data
-        self._pos += n
-        return n
-
-    def read(self, size=-1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._info.usize - self._pos)
-        data = self.pread(size, self._pos)
-        self._pos += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def seek(self, offset, whence=io.SEEK_SET):
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence == io.SEEK_END:
-            offset += self._info.usize
-        if offset < 0:
-            raise ValueError("negative seek position %d" % offset)
-        self._pos = offset
-        return offset
-
-    def tell(self):
-        return self._pos
+    # -- io.RawIOBase (the rest is engine.memberfile's) ---------------------
 
     def close(self):
         if not self.closed and self._source is not None:
