@@ -39,6 +39,7 @@ from archfs.zipengine.centraldir import (
     pread_exact,
 )
 from archfs.zipengine.entries import EntryTable
+from archfs.zipengine.localheader import next_local_signature, read_local_member
 from archfs.zipengine.names import decode_name, safe_path
 from archfs.zipengine.tree import Tree
 
@@ -360,13 +361,10 @@ def _scan_local_headers(fd: int, limit: int, table: EntryTable, bad: Dict[int, s
     known = set(table.offset)
     added = 0
     pos = 0
-    while pos < limit:
-        block = pread_exact(fd, min(SCAN_BLOCK + 3, limit - pos), pos)
-        hit = block.find(fmt.LOCAL_SIG)
-        if hit < 0:
-            pos += SCAN_BLOCK
-            continue
-        at = pos + hit
+    while True:
+        at = next_local_signature(fd, pos, limit)
+        if at < 0:
+            break
         member = _member_at(fd, at, limit)
         if member is None:
             pos = at + 1
@@ -384,27 +382,10 @@ def _scan_local_headers(fd: int, limit: int, table: EntryTable, bad: Dict[int, s
 def _member_at(fd: int, at: int, limit: int):
     """(table row fields, where the next member may start, why it cannot be
     read or None) for the local header at ``at``; None if it is not one."""
-    found = fmt.read_local_header(lambda n, p: pread_exact(fd, n, p), at)
-    if found is None:
+    member = read_local_member(fd, at, limit)
+    if member is None or member.name_length == 0:
         return None
-    fields, data_start = found
-    (_sig, _need, flags, method, dtime, ddate, crc, csize, usize, nlen, xlen) = fields
-    if data_start > limit or nlen == 0:
-        return None
-    raw = pread_exact(fd, nlen, at + fmt.LOCAL_HEADER.size)
-    extra = pread_exact(fd, xlen, at + fmt.LOCAL_HEADER.size + nlen)
-    mtime_ns = fmt.dos_to_ns(ddate, dtime)
-    unicode_path = None
-    for tag, data in fmt.iter_extras(extra):
-        if tag == fmt.EXTRA_ZIP64 and (csize == fmt.MAX32 or usize == fmt.MAX32) \
-                and len(data) >= 16:
-            usize = int.from_bytes(data[0:8], "little")
-            csize = int.from_bytes(data[8:16], "little")
-        elif tag == fmt.EXTRA_TIMESTAMP and fmt.parse_timestamp(data) is not None:
-            mtime_ns = fmt.parse_timestamp(data) * 1_000_000_000
-        elif tag == fmt.EXTRA_UNICODE_PATH:
-            unicode_path = fmt.parse_unicode_path(data, raw)
-    name = decode_name(raw, bool(flags & fmt.FLAG_UTF8), unicode_path)
+    name, _nlen, flags, method, crc, csize, usize, mtime_ns, data_start = member
     path, is_dir = safe_path(name)
     mode = (0o40755 if is_dir else 0o100644)
     why = None

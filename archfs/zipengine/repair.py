@@ -27,7 +27,8 @@ from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
 from archfs.zipengine.centraldir import pread_exact, read_central_directory, read_end
 from archfs.zipengine.entries import NO_OWNER
-from archfs.zipengine.names import decode_name, safe_path
+from archfs.zipengine.localheader import next_local_signature, read_local_member
+from archfs.zipengine.names import safe_path
 
 SCAN = 1 << 20
 
@@ -147,13 +148,10 @@ def _free_name(base: str) -> str:
 def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
     found: List[Salvaged] = []
     pos = 0
-    while pos < size:
-        block = pread_exact(fd, min(SCAN + 3, size - pos), pos)
-        hit = block.find(fmt.LOCAL_SIG)
-        if hit < 0:
-            pos += SCAN
-            continue
-        at = pos + hit
+    while True:
+        at = next_local_signature(fd, pos, size)
+        if at < 0:
+            break
         member = _member_at(fd, at, size)
         if member is None:
             pos = at + 1
@@ -189,26 +187,10 @@ def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
 
 def _member_at(fd: int, at: int, size: int):
     """(Salvaged, position after it) for an intact member at ``at``, else None."""
-    found = fmt.read_local_header(lambda n, p: pread_exact(fd, n, p), at)
-    if found is None:
+    member = read_local_member(fd, at, size)
+    if member is None or member.flags & fmt.FLAG_ENCRYPTED:
         return None
-    fields, data_start = found
-    (_sig, _need, flags, method, dtime, ddate, crc, csize, usize, nlen, xlen) = fields
-    if data_start > size or flags & fmt.FLAG_ENCRYPTED:
-        return None
-    raw = pread_exact(fd, nlen, at + fmt.LOCAL_HEADER.size)
-    extra = pread_exact(fd, xlen, at + fmt.LOCAL_HEADER.size + nlen)
-    mtime_ns = fmt.dos_to_ns(ddate, dtime)
-    unicode_path = None
-    for tag, data in fmt.iter_extras(extra):
-        if tag == fmt.EXTRA_ZIP64 and (csize == fmt.MAX32 or usize == fmt.MAX32) and len(data) >= 16:
-            usize = int.from_bytes(data[0:8], "little")
-            csize = int.from_bytes(data[8:16], "little")
-        elif tag == fmt.EXTRA_TIMESTAMP and fmt.parse_timestamp(data) is not None:
-            mtime_ns = fmt.parse_timestamp(data) * 1_000_000_000
-        elif tag == fmt.EXTRA_UNICODE_PATH:
-            unicode_path = fmt.parse_unicode_path(data, raw)
-    name = decode_name(raw, bool(flags & fmt.FLAG_UTF8), unicode_path)
+    name, _nlen, flags, method, crc, csize, usize, mtime_ns, data_start = member
     if flags & fmt.FLAG_DESCRIPTOR:
         if method == fmt.STORED:
             measured = _stored_with_descriptor(fd, data_start, size)
