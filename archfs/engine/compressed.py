@@ -28,6 +28,8 @@ import os
 import threading
 from typing import Optional
 
+from archfs.engine.sharing import Shared
+
 GZIP, BZIP2, XZ, ZSTD = "gzip", "bzip2", "xz", "zstd"
 
 _MAGIC = (
@@ -60,30 +62,7 @@ def _skippable_then_zstd(head: bytes) -> bool:
     return 0x184D2A50 <= int.from_bytes(head[:4], "little") <= 0x184D2A5F
 
 
-class _Shared:
-    """Reference counting: each open member reader holds the stream it was
-    opened on, so an archive replaced by an atomic rewrite keeps serving
-    them from the old file until the last one closes."""
-
-    _users = 1
-    _count_lock = threading.Lock()
-
-    def retain(self):
-        with self._count_lock:
-            if self._users <= 0:
-                raise ValueError("stream is closed")
-            self._users += 1
-        return self
-
-    def release(self) -> None:
-        with self._count_lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            self.close()
-
-
-class PlainStream(_Shared):
+class PlainStream(Shared):
     """An uncompressed archive: reads go straight to the file (which it holds)."""
 
     kind = None
@@ -109,7 +88,7 @@ class PlainStream(_Shared):
             file.release()
 
 
-class _LibraryStream(_Shared):
+class _LibraryStream(Shared):
     """A library's seekable file object behind a lock."""
 
     kind = ""

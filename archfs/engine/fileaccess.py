@@ -28,8 +28,9 @@ take a transport or a plain descriptor, for code that opens its own files.
 
 import io
 import os
-import threading
 from typing import NamedTuple, Optional
+
+from archfs.engine.sharing import Shared
 
 WRITE_CHUNK = 1 << 20
 
@@ -41,19 +42,18 @@ class Identity(NamedTuple):
     mtime_ns: int
 
 
-class ArchiveFile:
+class ArchiveFile(Shared):
     """A local archive file opened once and shared (see the module docstring)."""
 
     atomic = False
     is_local = True
+    _closed_message = "archive file already closed"
 
     def __init__(self, path: str, writable: bool = False):
         flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags)
         self.path = path
         self.writable = writable
-        self._users = 1
-        self._lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -129,21 +129,11 @@ class ArchiveFile:
             return "the archive file was changed by another program"
         return None
 
-    # -- sharing ------------------------------------------------------------
+    # -- sharing (retain, release: engine.sharing) ---------------------------
 
-    def retain(self) -> "ArchiveFile":
-        with self._lock:
-            if self._users <= 0:
-                raise ValueError("archive file already closed")
-            self._users += 1
-        return self
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            os.close(self.fd)
+    def close(self) -> None:
+        """Only through the last ``release``."""
+        os.close(self.fd)
 
 
 def fsync_dir(path: str) -> None:

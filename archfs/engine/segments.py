@@ -31,6 +31,8 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
+from archfs.engine.sharing import Shared
+
 SEGMENT = 1 << 20              # input bytes per segment: a random read decodes at most this
 BIG_SEGMENT = 16 << 20         # larger (foreign) segments are decoded as a stream
 CACHE = 6                      # decoded segments kept
@@ -311,7 +313,7 @@ class _Range(io.RawIOBase):
         return len(data)
 
 
-class SegmentedStream:
+class SegmentedStream(Shared):
     """Reads the decompressed content of a segmented file (see the module doc).
 
     ``pending``: bytes appended after the last segment, not compressed yet
@@ -324,7 +326,6 @@ class SegmentedStream:
         self._file = file.retain()
         self.codec = codec
         self._lock = threading.Lock()
-        self._users = 1
         self.set_segments(segments)
         self._cache: "OrderedDict[int, bytes]" = OrderedDict()
         self._cursor = None          # (segment index, reader, position) for big segments
@@ -339,18 +340,6 @@ class SegmentedStream:
         self.end = (live[-1][2] + live[-1][3]) if live else 0
 
     # -- sharing (as engine.compressed streams) --------------------------------
-
-    def retain(self):
-        with self._lock:
-            self._users += 1
-        return self
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            self.close()
 
     def close(self) -> None:
         file, self._file = self._file, None

@@ -8,18 +8,19 @@ it cost, and closing logs what the whole mount cost.
 """
 
 import logging
-import threading
 import time
 from typing import Optional
 
 from archfs.engine.fileaccess import Identity
+from archfs.engine.sharing import Shared
 from archfs.engine.transports.blockcache import BlockCache
 from archfs.engine.transports.netstats import describe, size_text
 
 log = logging.getLogger("archfs.remote")
 
 
-class RemoteFile:
+class RemoteFile(Shared):
+    _closed_message = "archive file already closed"
     is_local = False
     atomic = False
     writable = False
@@ -30,8 +31,6 @@ class RemoteFile:
         self._opened = time.monotonic()
         self._info = info if info is not None else backend.stat()
         self.cache = BlockCache(self._fetch, self._info.size, capacity=cache_bytes)
-        self._users = 1
-        self._lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -87,20 +86,6 @@ class RemoteFile:
                                  time.monotonic() - self._opened)
 
     # -- sharing ----------------------------------------------------------------
-
-    def retain(self) -> "RemoteFile":
-        with self._lock:
-            if self._users <= 0:
-                raise ValueError("archive file already closed")
-            self._users += 1
-        return self
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            self.close()
 
     def close(self) -> None:
         self.cache.close()
