@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
+from archfs.deadline import wait_due
 from archfs.mount.openfiles import Entry, OpenFiles
 
 log = logging.getLogger("archfs.mount")
@@ -110,15 +111,7 @@ class Committer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping:
-                    if self._due is not None:
-                        wait = self._due - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopping:
+                if not wait_due(self._cond, lambda: self._due, lambda: self._stopping):
                     return
                 self._due = None
                 batch = list(self._queue)

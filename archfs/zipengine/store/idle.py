@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Optional
 
+from archfs.deadline import wait_due
+
 log = logging.getLogger("archfs.zip")
 
 
@@ -48,15 +50,7 @@ class IdleCheckpoints:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping:
-                    if self._due is not None:
-                        wait = self._due - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopping:
+                if not wait_due(self._cond, lambda: self._due, lambda: self._stopping):
                     return
                 self._due = None
             try:
