@@ -8,7 +8,10 @@
 - ``compressed``: a compressed stream read as if it were plain, through
   seek points built once and saved (gzip, bzip2, xz, zstd).
 - ``indexcache``: saved indexes, valid only for the exact file they describe.
-- ``tree``: the directory tree over a table of member names.
-- ``durable``: the writer's side: one writer per archive, noticing other
-  programs' changes, atomic replacement of a whole file.
+- ``tree``: the directory tree over a table of member names (``BaseTree``:
+  what every format's tree does alike).
+- ``memberfile``: a member as a seekable file object over its ``pread``.
+- ``sharing``: reference counting of the file and streams readers hold.
+- ``changeguard``: the writer's side: noticing other programs' changes
+  before every write.
 """
