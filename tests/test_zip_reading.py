@@ -13,9 +13,10 @@ import zlib
 
 import pytest
 
+from archfs.engine import fileaccess
 from archfs.archives.zipfilearchive import ZipfileArchive
 from archfs.errors import CorruptMemberError
-from archfs.zipengine import archivefile, memberreader
+from archfs.zipengine import memberreader
 from zip_builders import (
     SEVEN_ZIP,
     BZIP2,
@@ -47,13 +48,13 @@ def read_member(store, name) -> bytes:
 def count_preads(monkeypatch):
     """Counts the bytes the engine reads from archive files."""
     counter = {"bytes": 0}
-    original = archivefile.ArchiveFile.pread
+    original = fileaccess.ArchiveFile.pread
 
     def counting(self, size, pos):
         counter["bytes"] += size
         return original(self, size, pos)
 
-    monkeypatch.setattr(archivefile.ArchiveFile, "pread", counting)
+    monkeypatch.setattr(fileaccess.ArchiveFile, "pread", counting)
     return counter
 
 

@@ -31,6 +31,7 @@ import os
 from typing import NamedTuple, Optional
 
 from archfs.engine.sharing import Shared
+from archfs.errors import ArchiveBusy
 
 WRITE_CHUNK = 1 << 20
 
@@ -134,6 +135,12 @@ class ArchiveFile(Shared):
     def close(self) -> None:
         """Only through the last ``release``."""
         os.close(self.fd)
+
+
+def lock_for_writing(archive: ArchiveFile) -> None:
+    """One writer per archive: a second archfs writing it would corrupt it."""
+    if not archive.lock_for_writing():
+        raise ArchiveBusy("%s: already open for writing by another archfs" % archive.path)
 
 
 def fsync_dir(path: str) -> None:

@@ -29,7 +29,6 @@ record]``; ``end`` is where its first zero block (the EOA) starts.
    size, mtime); writes are then refused (ArchiveChangedError).
 """
 
-import fcntl
 import logging
 import os
 import stat
@@ -41,10 +40,9 @@ from typing import Optional
 from archfs.engine import compressed, indexcache
 from archfs.engine.changeguard import ChangeGuard
 from archfs.engine.compressed import PlainStream
-from archfs.engine.fileaccess import ArchiveFile, fsync_dir
+from archfs.engine.fileaccess import ArchiveFile, fsync_dir, lock_for_writing
 from archfs.engine.tree import DIR_MODE
 from archfs.errors import (
-    ArchiveBusy,
     CorruptArchiveError,
     DirectoryNotEmpty,
     FileAlreadyExistsError,
@@ -95,14 +93,6 @@ def _create_empty(path: str) -> None:
         os.close(fd)
     fsync_dir(path)
     log.info("created new archive %s", path)
-
-
-def lock_for_writing(file: ArchiveFile) -> None:
-    """One writer per archive: a second archfs writing it would corrupt it."""
-    try:
-        fcntl.flock(file.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ArchiveBusy("%s: already open for writing by another archfs" % file.path) from None
 
 
 class TarWriter(ChangeGuard, TarStore):

@@ -14,9 +14,9 @@ import os
 import stat
 from typing import Dict, List, NamedTuple, Tuple
 
+from archfs.engine.fileaccess import fsync_dir
 from archfs.errors import CorruptMemberError
 from archfs.zipengine import cdwrite, format as fmt, writer
-from archfs.zipengine.archivefile import fsync_dir
 from archfs.zipengine.entries import Row
 
 TEMP_MARK = ".archfs-compact-"

@@ -5,13 +5,12 @@ import logging
 import time
 from typing import NamedTuple
 
+from archfs.engine.fileaccess import ArchiveFile, lock_for_writing
 from archfs.errors import ArchiveChangedError
 from archfs.zipengine import cdwrite, compaction, extents, format as fmt
-from archfs.zipengine.archivefile import ArchiveFile
 from archfs.zipengine.centraldir import EndRecord, pread_exact
 from archfs.zipengine.positions import Positions
 from archfs.zipengine.store import inplace
-from archfs.zipengine.store.opening import lock_for_writing
 
 log = logging.getLogger("archfs.zip")
 

@@ -7,9 +7,9 @@ import logging
 import os
 import time
 
+from archfs.engine.fileaccess import ArchiveFile, fsync_dir, lock_for_writing
 from archfs.errors import ArchiveBusy, CorruptArchiveError, NoSuchFile, NotAnArchiveError
 from archfs.zipengine import cdwrite, compaction, format as fmt, indexcache, lenient, recovery, writer
-from archfs.zipengine.archivefile import ArchiveFile, fsync_dir
 from archfs.zipengine.centraldir import (
     EndRecord,
     describe_unreadable,
@@ -266,9 +266,3 @@ def create_empty(path: str) -> None:
     finally:
         os.close(fd)
     fsync_dir(path)
-
-
-def lock_for_writing(archive: ArchiveFile) -> None:
-    """One writer per archive: a second archfs writing it would corrupt it."""
-    if not archive.lock_for_writing():
-        raise ArchiveBusy("%s: already open for writing by another archfs" % archive.path)
