@@ -23,7 +23,24 @@ from typing import Callable, Optional
 from archfs.archives.abstractarchive import member_name
 
 
-class WriteFileIO(io.FileIO):
+class _ToBecome:
+    """What a file being written knows of the member it becomes, in both
+    kinds of write file: the archive, the name, whether it changed since the
+    last copy-back, and the attributes that copy-back passes on."""
+
+    def _become(self, archive, member, dirty: bool, mode: Optional[int],
+                mtime_ns: Optional[int]) -> None:
+        self.archive = archive
+        self.member = member_name(member)
+        self.dirty = dirty
+        self.mode_bits = mode
+        self.mtime_ns = mtime_ns
+        self.owner = None
+        self.atime_ns = None
+        self.ctime_ns = None
+
+
+class WriteFileIO(_ToBecome, io.FileIO):
     """A readable, writable local file that is stored in ``archive`` as ``member``.
 
     ``dirty`` says whether the content differs from what the archive holds;
@@ -39,14 +56,7 @@ class WriteFileIO(io.FileIO):
         super().__init__(path, mode="r+b" if os.path.exists(path) else "w+b")
         if path is not local_file and not getattr(local_file, "delete", True):
             local_file.close()  # NamedTemporaryFile(delete=False): the path is ours now
-        self.archive = archive
-        self.member = member_name(member)
-        self.dirty = dirty
-        self.mode_bits = mode
-        self.mtime_ns = mtime_ns
-        self.owner = None
-        self.atime_ns = None
-        self.ctime_ns = None
+        self._become(archive, member, dirty, mode, mtime_ns)
 
     def write(self, data):
         self.dirty = True
@@ -127,7 +137,7 @@ class WriteFileIO(io.FileIO):
                 pass
 
 
-class SpooledWriteFileIO:
+class SpooledWriteFileIO(_ToBecome):
     """A member being written: bytes in memory up to ``limit``, then a
     ``WriteFileIO`` on the path ``spill()`` hands out.
 
@@ -145,14 +155,7 @@ class SpooledWriteFileIO:
     def __init__(self, archive, member, spill: Callable[[], str], *, initial: bytes = b"",
                  dirty: bool = True, mode: Optional[int] = None,
                  mtime_ns: Optional[int] = None, limit: int = 256 << 10):
-        self.archive = archive
-        self.member = member_name(member)
-        self.dirty = dirty
-        self.mode_bits = mode
-        self.mtime_ns = mtime_ns
-        self.owner = None
-        self.atime_ns = None
-        self.ctime_ns = None
+        self._become(archive, member, dirty, mode, mtime_ns)
         self.closed = False
         self._spill = spill
         self._limit = limit
