@@ -301,3 +301,38 @@ def test_truncated_archive_is_salvaged_by_repair(tmp_path, mounter):
     m = mounter(path, "ro")
     assert {n: (m / n).read_bytes() for n in os.listdir(m.path)} == data
     m.unmount()
+
+
+class _Stream:
+    """An unseekable output: zipfile then writes data descriptors."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, b):
+        self.data += b
+        return len(b)
+
+    def flush(self):
+        pass
+
+
+def test_lost_directory_bzip2_member_with_descriptor_is_read_leniently(tmp_path):
+    """A bzip2 member whose sizes are only in its data descriptor, with the
+    central directory lost: the lenient reading finds where its stream ends
+    even when it inflates to far more than it reads per step."""
+    content = bytes(3 << 20)                     # bzip2 makes this a few dozen bytes
+    out = _Stream()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("zeros.bin", content)
+        zf.writestr("note.txt", b"after the big one\n")
+    raw = bytes(out.data)
+    assert raw[6] & 0x08                         # general purpose flag: data descriptor
+    path = tmp_path / "lost.zip"
+    path.write_bytes(raw[:hostile.central_records(raw)[0]])
+    with ZipfileArchive(url=str(path), mode="r") as a:
+        assert sorted(a.getnames()) == ["note.txt", "zeros.bin"]
+        with a.open("zeros.bin") as f:
+            assert f.read() == content
+        with a.open("note.txt") as f:
+            assert f.read() == b"after the big one\n"

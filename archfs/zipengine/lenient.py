@@ -23,9 +23,7 @@ against its CRC (or AES code) and fails with EIO otherwise. What was
 repaired is summed up in one line for the mount's warning.
 """
 
-import bz2
 import struct
-import zlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from archfs.errors import CorruptArchiveError
@@ -39,7 +37,7 @@ from archfs.zipengine.centraldir import (
     pread_exact,
 )
 from archfs.zipengine.entries import EntryTable
-from archfs.zipengine.localheader import next_local_signature, read_local_member
+from archfs.zipengine.localheader import measure_stream, next_local_signature, read_local_member
 from archfs.zipengine.names import decode_name, safe_path
 from archfs.zipengine.tree import Tree
 
@@ -423,34 +421,14 @@ def _descriptor_sizes(fd: int, start: int, limit: int, method: int):
                 hit = block.find(fmt.DESCRIPTOR_SIG, hit + 1)
             pos += SCAN_BLOCK
         return None
-    if method == fmt.DEFLATED:
-        decoder = zlib.decompressobj(-15)
-    elif method == fmt.BZIP2:
-        decoder = bz2.BZ2Decompressor()
-    else:
+    measured = measure_stream(fd, start, limit, method)
+    if measured is None:
         return None
-    pos = start
-    usize = crc = 0
+    end, usize, _crc = measured
     try:
-        while pos < limit:
-            chunk = pread_exact(fd, min(SCAN_BLOCK, limit - pos), pos)
-            if not chunk:
-                return None
-            pending = chunk
-            while True:
-                out = decoder.decompress(pending, SCAN_BLOCK)
-                usize += len(out)
-                crc = zlib.crc32(out, crc)
-                if decoder.eof:
-                    end = pos + len(chunk) - len(decoder.unused_data)
-                    desc = pread_exact(fd, 16, end)
-                    skip = 4 if desc[:4] == fmt.DESCRIPTOR_SIG else 0
-                    stored_crc = int.from_bytes(desc[skip:skip + 4], "little")
-                    return end - start, usize, stored_crc, end + skip + 12
-                pending = getattr(decoder, "unconsumed_tail", b"")
-                if not pending:
-                    break
-            pos += len(chunk)
-    except (zlib.error, OSError, ValueError, EOFError):
+        desc = pread_exact(fd, 16, end)
+    except (OSError, ValueError):
         return None
-    return None
+    skip = 4 if desc[:4] == fmt.DESCRIPTOR_SIG else 0
+    stored_crc = int.from_bytes(desc[skip:skip + 4], "little")
+    return end - start, usize, stored_crc, end + skip + 12

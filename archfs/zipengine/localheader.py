@@ -2,7 +2,10 @@
 the lenient reader and ``archfs repair`` learn from the header and its
 extra fields before each decides, by its own rules, whether to trust it."""
 
-from typing import NamedTuple, Optional
+import bz2
+import lzma
+import zlib
+from typing import NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt
 from archfs.zipengine.centraldir import SCAN_BLOCK, pread_exact
@@ -59,3 +62,40 @@ def next_local_signature(fd, pos: int, limit: int) -> int:
             return pos + hit
         pos += SCAN_BLOCK
     return -1
+
+
+def measure_stream(fd, start: int, limit: int, method: int) -> Optional[Tuple[int, int, int]]:
+    """(end, size, CRC-32) of the output of the deflate or bzip2 stream at
+    ``start``, which ends by itself before ``limit``; None if it does not,
+    or is damaged. Output is counted in bounded pieces, never held whole."""
+    if method == fmt.DEFLATED:
+        decoder = zlib.decompressobj(-15)
+    elif method == fmt.BZIP2:
+        decoder = bz2.BZ2Decompressor()
+    else:
+        return None
+    pos, usize, crc = start, 0, 0
+    try:
+        while pos < limit:
+            chunk = pread_exact(fd, min(SCAN_BLOCK, limit - pos), pos)
+            if not chunk:
+                return None
+            pending = chunk
+            while True:
+                out = decoder.decompress(pending, SCAN_BLOCK)
+                usize += len(out)
+                crc = zlib.crc32(out, crc)
+                if decoder.eof:
+                    return pos + len(chunk) - len(decoder.unused_data), usize, crc
+                if method == fmt.DEFLATED:
+                    pending = decoder.unconsumed_tail
+                    if not pending:
+                        break
+                else:
+                    if decoder.needs_input:
+                        break
+                    pending = b""
+            pos += len(chunk)
+    except (zlib.error, OSError, ValueError, EOFError, lzma.LZMAError):
+        return None
+    return None

@@ -17,8 +17,6 @@ Three cases, tried in order:
    no existing byte is overwritten.
 """
 
-import bz2
-import lzma
 import os
 import zlib
 from typing import Callable, List, NamedTuple, Optional
@@ -27,7 +25,7 @@ from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
 from archfs.zipengine.centraldir import pread_exact, read_central_directory, read_end
 from archfs.zipengine.entries import NO_OWNER
-from archfs.zipengine.localheader import next_local_signature, read_local_member
+from archfs.zipengine.localheader import measure_stream, next_local_signature, read_local_member
 from archfs.zipengine.names import safe_path
 
 SCAN = 1 << 20
@@ -228,38 +226,11 @@ def _measure(fd: int, start: int, limit: int, method: int):
             crc = zlib.crc32(chunk, crc)
             pos += len(chunk)
         return limit - start, limit - start, crc, limit
-    if method == fmt.DEFLATED:
-        decoder = zlib.decompressobj(-15)
-    elif method == fmt.BZIP2:
-        decoder = bz2.BZ2Decompressor()
-    else:
+    measured = measure_stream(fd, start, limit, method)
+    if measured is None:
         return None
-    pos, usize, crc = start, 0, 0
-    try:
-        while pos < limit:
-            chunk = pread_exact(fd, min(SCAN, limit - pos), pos)
-            if not chunk:
-                return None
-            pending = chunk
-            while True:
-                out = decoder.decompress(pending, SCAN)
-                usize += len(out)
-                crc = zlib.crc32(out, crc)
-                if decoder.eof:
-                    end = pos + len(chunk) - len(decoder.unused_data)
-                    return end - start, usize, crc, end
-                if method == fmt.DEFLATED:
-                    pending = decoder.unconsumed_tail
-                    if not pending:
-                        break
-                else:
-                    if decoder.needs_input:
-                        break
-                    pending = b""
-            pos += len(chunk)
-    except (zlib.error, OSError, ValueError, EOFError, lzma.LZMAError):
-        return None
-    return None
+    end, usize, crc = measured
+    return end - start, usize, crc, end
 
 
 def _stored_with_descriptor(fd: int, data_start: int, size: int):
