@@ -15,6 +15,8 @@ from array import array
 from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
 
+from archfs.errors import IsADirectory, NoSuchFile
+
 DIR_MODE = stat.S_IFDIR | 0o755
 
 
@@ -58,6 +60,15 @@ class BaseTree:
             parent.subdirs[base] = None
             parent = node
         return node
+
+    def file_row(self, path: str) -> int:
+        """The row of the non-directory at ``path`` (else EISDIR or ENOENT)."""
+        node, row = self.lookup(path)
+        if node is not None:
+            raise IsADirectory("%s: is a directory" % path)
+        if row < 0:
+            raise NoSuchFile("%s: no such file" % path)
+        return row
 
     def _take_name(self, dir_path: str, parent, base: str) -> None:
         """Make way for directory ``dir_path`` (``base`` in ``parent``)."""

@@ -24,7 +24,6 @@ from archfs.engine.tree import DIR_MODE, Tree
 from archfs.errors import (
     CorruptMemberError,
     InvalidArgument,
-    IsADirectory,
     NoSuchFile,
     NotADirectory,
     NotAnArchiveError,
@@ -372,12 +371,7 @@ class TarStore:
                     if not stat.S_ISDIR(t.mode[r])]
 
     def _file_row(self, path: str) -> int:
-        node, row = self._tree.lookup(path)
-        if node is not None:
-            raise IsADirectory("%s: is a directory" % path)
-        if row < 0:
-            raise NoSuchFile("%s: no such file" % path)
-        return row
+        return self._tree.file_row(path)
 
     def row_of(self, path: str) -> int:
         with self._meta:

@@ -9,7 +9,7 @@ import threading
 from typing import Dict, List, Optional, Tuple
 
 from archfs.engine.changeguard import ChangeGuard
-from archfs.errors import IsADirectory, NoSuchFile, NotADirectory
+from archfs.errors import NoSuchFile, NotADirectory
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.memberreader import SeekIndexCache, Verdicts
 from archfs.zipengine.store.attributes import Attributes
@@ -130,12 +130,7 @@ class ZipStore(Opening, ChangeGuard, Reading, Changes, Attributes, Journaling, D
             return self._file_row(path)
 
     def _file_row(self, path: str) -> int:
-        node, row = self._tree.lookup(path)
-        if node is not None:
-            raise IsADirectory("%s: is a directory" % path)
-        if row < 0:
-            raise NoSuchFile("%s: no such file" % path)
-        return row
+        return self._tree.file_row(path)
 
     @property
     def transport(self):
