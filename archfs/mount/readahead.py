@@ -9,7 +9,8 @@ change it; for anyone else the kernel's default stays.
 """
 
 import logging
-import os
+import shutil
+import subprocess
 import threading
 from typing import Optional
 
@@ -43,14 +44,25 @@ def set_readahead_when_live(mountpoint: str, kib: int) -> None:
 
     The kernel sets the readahead itself while it handles the reply to
     FUSE's init, which is sent after archfs's init callback returns; a stat
-    of the mountpoint is answered only after that, so a thread does it first.
+    of the mountpoint is answered only after that. The stat runs in a child
+    process: a thread of the daemon must never wait on its own mount (killed
+    during that wait, the daemon could not finish exiting, and every access
+    to the mount would hang instead of failing with ENOTCONN).
     """
+    stat = shutil.which("stat")
+    if stat is None:
+        log.debug("readahead stays at the kernel's default (no stat program to wait with)")
+        return
+
     def work():
         try:
-            os.stat(mountpoint)
-        except OSError:
+            done = subprocess.run([stat, "-c", "%i", "--", mountpoint], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  close_fds=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
             return
-        set_readahead(mountpoint, kib)
+        if done.returncode == 0:
+            set_readahead(mountpoint, kib)
 
     threading.Thread(target=work, name="archfs-readahead", daemon=True).start()
 
