@@ -8,12 +8,14 @@ line per problem and an exit status from ``archfs.exitcodes``.
 """
 
 import argparse
-import logging
 import os
 import sys
-import textwrap
 
-from archfs import __version__, exitcodes, sources
+from archfs import __version__, exitcodes
+
+# Start-up cost matters here: `archfs unmount` is on the path of every save a
+# script waits for, and `archfs mount` on every mount. Modules only some
+# commands need (logging, sources, the mount machinery) are imported by them.
 
 COMMANDS = ("mount", "unmount", "umount", "ls", "cat", "info", "repair", "compact")
 
@@ -65,6 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _para(text: str) -> str:
     """A description wrapped for the raw help formatter (the epilogs are laid out by hand)."""
+    import textwrap
     return textwrap.fill(" ".join(text.split()), 79)
 
 
@@ -198,6 +201,7 @@ def mount8_form(argv):
 
 
 def _mount(args) -> int:
+    from archfs import sources
     from archfs.mount.daemon import MountRequest, run_background, run_foreground
     from archfs.mount.options import parse_options
 
@@ -208,7 +212,17 @@ def _mount(args) -> int:
         mountpoint=os.path.realpath(os.path.abspath(os.path.expanduser(args.mountpoint))),
         options=options, foreground=args.foreground, verbose=args.verbose,
         quiet=args.quiet, log_file=log_file)
-    return run_foreground(request) if args.foreground else run_background(request)
+    if not args.foreground:
+        return run_background(request)
+    status = run_foreground(request)
+    # The daemon has committed, unmounted and logged its end: it leaves as the
+    # background daemon does, without tearing down its member index object by
+    # object (that made `archfs unmount` wait for the exit of a big mount).
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _unmount(args) -> int:
@@ -245,7 +259,7 @@ def _browse(args) -> int:
 
 
 def _maintain(args) -> int:
-    from archfs import maintenance
+    from archfs import maintenance, sources
     from archfs.errors import NoSuchFile
 
     path = sources.normalize(args.archive)
@@ -276,7 +290,9 @@ def main(argv=None) -> int:
         from archfs import completion
         completion.autocomplete(parser)
     args = parser.parse_args(argv)     # a usage error exits with status 2 here
-    logging.basicConfig(level=logging.WARNING, format="archfs: %(message)s")
+    if args.command not in ("unmount", "umount"):   # which logs nothing
+        import logging
+        logging.basicConfig(level=logging.WARNING, format="archfs: %(message)s")
     try:
         return HANDLERS[args.command](args)
     except KeyboardInterrupt:

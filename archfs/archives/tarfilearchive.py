@@ -56,11 +56,8 @@ class TarfileArchive(StoreArchive):
     def sniff(cls, head: bytes) -> bool:
         """Whether a file starting with ``head`` (at least 512 bytes when the
         file has them) is this plugin's: a compressed stream or a tar."""
-        from archfs.engine.compressed import detect
-        from archfs.tarengine.headers import looks_like_tar
-        if detect(head) is not None:
-            return True
-        return len(head) >= 512 and not head[:512].strip(b"\0") == b"" and looks_like_tar(head)
+        from archfs.tarengine.detect import is_tar_or_compressed
+        return is_tar_or_compressed(head)
 
     def __init__(self, transport=None, url=None, mode="r", read_directory_only=False, opts=None):
         opts, writable = self._begin(url, mode, opts)

@@ -96,11 +96,29 @@ class _LibraryStream(Shared):
     def __init__(self, path: str):
         self._path = path
         self._lock = threading.Lock()
-        self._f = self._open()
+        self._opened = None
         self._closed = False
+
+    @property
+    def _f(self):
+        """The library's file, opened at first use: a mount from a saved index
+        that only lists never loads the library (a big shared object: most of
+        a second mount's start-up from a cold cache)."""
+        f = self._opened
+        if f is None:
+            f = self._opened = self._open()
+            self._after_open(f)
+        return f
+
+    @_f.setter
+    def _f(self, value) -> None:
+        self._opened = value
 
     def _open(self):
         raise NotImplementedError
+
+    def _after_open(self, f) -> None:
+        pass
 
     def pread(self, size: int, pos: int) -> bytes:
         with self._lock:
@@ -111,7 +129,9 @@ class _LibraryStream(Shared):
             return self._f.read(size)
 
     def compressed_position(self, pos: int) -> int:
-        tell = getattr(self._f, "tell_compressed", None)
+        if self._opened is None:
+            return 0
+        tell = getattr(self._opened, "tell_compressed", None)
         if tell is None:
             return 0
         with self._lock:
@@ -130,7 +150,8 @@ class _LibraryStream(Shared):
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._f.close()
+                if self._opened is not None:
+                    self._opened.close()
                 if not isinstance(self._path, str):    # a remote archive's file object
                     self._path.close()
 
@@ -148,9 +169,12 @@ class GzipStream(_LibraryStream):
 
     kind = GZIP
 
-    def _open(self):
-        self._bounded = _gzip_ratio(self._path) > BOMB_RATIO
+    def __init__(self, path):
+        self._bounded = _gzip_ratio(path) > BOMB_RATIO
         self._pending_state: Optional[bytes] = None
+        super().__init__(path)
+
+    def _open(self):
         return self._open_backend()
 
     def _open_backend(self):
@@ -196,21 +220,24 @@ class GzipStream(_LibraryStream):
 
     def pread(self, size: int, pos: int) -> bytes:
         if self._pending_state is not None:
-            state, self._pending_state = self._pending_state, None
-            self._import(state)
+            with self._lock:        # one reader imports; the others wait for it
+                state, self._pending_state = self._pending_state, None
+                if state is not None:
+                    self._import(state)
         return self._pread_checked(size, pos)
 
     def _import(self, state: bytes) -> None:
-        with self._lock:
-            bounded = state[:1] == b"I"
-            if bounded != self._bounded:
-                self._f.close()
-                self._bounded = bounded
-                self._f = self._open_backend()
-            if bounded:
-                self._f.import_index(fileobj=io.BytesIO(state[1:]))
-            else:
-                self._f.import_index(io.BytesIO(state[1:]))
+        """Seek points saved by ``seek_state``; called under ``self._lock``."""
+        bounded = state[:1] == b"I"
+        if bounded != self._bounded:
+            if self._opened is not None:
+                self._opened.close()
+                self._opened = None
+            self._bounded = bounded
+        if bounded:
+            self._f.import_index(fileobj=io.BytesIO(state[1:]))
+        else:
+            self._f.import_index(io.BytesIO(state[1:]))
 
 
 def _gzip_ratio(path) -> float:
@@ -237,15 +264,27 @@ def _gzip_ratio(path) -> float:
 class _OffsetsStream(_LibraryStream):
     """Libraries whose seek points are a {compressed offset: offset} map."""
 
+    _offsets: Optional[dict] = None     # loaded, given to the library when it opens
+
     def seek_state(self) -> Optional[bytes]:
         with self._lock:
-            offsets = self._f.block_offsets()
+            if self._opened is None and self._offsets is not None:
+                offsets = self._offsets
+            else:
+                offsets = self._f.block_offsets()
         return json.dumps(sorted(offsets.items())).encode()
 
     def load_seek_state(self, state: bytes) -> None:
         offsets = {int(a): int(b) for a, b in json.loads(state)}
         with self._lock:
-            self._f.set_block_offsets(offsets)
+            if self._opened is None:
+                self._offsets = offsets
+            else:
+                self._opened.set_block_offsets(offsets)
+
+    def _after_open(self, f) -> None:
+        if self._offsets is not None:
+            f.set_block_offsets(self._offsets)
 
 
 class Bzip2Stream(_OffsetsStream):

@@ -7,13 +7,12 @@ A user's own ``FUSE_LIBRARY_NAME`` or ``FUSE_LIBRARY_PATH`` wins.
 """
 
 import os
-import shutil
-from ctypes.util import find_library
 
 
 def _prefer_fuse3() -> None:
     if os.environ.get("FUSE_LIBRARY_PATH") or os.environ.get("FUSE_LIBRARY_NAME"):
         return
+    from ctypes.util import find_library   # here: `archfs unmount` never needs ctypes
     if find_library("fuse3"):
         os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
 
@@ -45,6 +44,7 @@ def fusermount_names():
 
 def find_fusermount():
     """Path of a fusermount helper, or None."""
+    import shutil
     for name in fusermount_names():
         path = shutil.which(name)
         if path:

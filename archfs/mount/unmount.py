@@ -15,7 +15,6 @@ recovers its last commit at the next mount (or with ``archfs repair``).
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,8 +34,10 @@ class UnmountError(MountError):
 
 
 def _detach(mountpoint: str, lazy: bool, helper: Optional[str]) -> None:
+    import shutil
     candidates = [helper] if helper and os.path.exists(helper) else []
-    candidates += [p for p in (shutil.which("fusermount3"), shutil.which("fusermount")) if p]
+    if not candidates:
+        candidates = [p for p in (shutil.which("fusermount3"), shutil.which("fusermount")) if p]
     if candidates:
         command = [candidates[0], "-u"] + (["-z"] if lazy else []) + [mountpoint]
     elif os.geteuid() == 0 and shutil.which("umount"):
@@ -66,9 +67,26 @@ def _say(text: str) -> None:
     print("archfs: %s" % text, file=sys.stderr)
 
 
+def _pidfd(pid: int, start_time: Optional[int]) -> Optional[int]:
+    """A pidfd of the daemon (Linux 5.3 and later), which becomes readable the
+    moment it exits; None where there is none (then the wait polls)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd = opener(pid)
+    except OSError:
+        return None
+    if not statefiles.process_running(pid, start_time):   # gone, or the pid reused
+        os.close(fd)
+        return None
+    return fd
+
+
 def _wait_for(pid: int, start_time: Optional[int], timeout: Optional[float],
-              notify: Optional[Callable[[str], None]]) -> bool:
+              notify: Optional[Callable[[str], None]], pidfd: Optional[int] = None) -> bool:
     """Wait until the daemon has exited; False on timeout."""
+    import select
     began = time.monotonic()
     told = False
     while statefiles.process_running(pid, start_time):
@@ -78,7 +96,13 @@ def _wait_for(pid: int, start_time: Optional[int], timeout: Optional[float],
         if not told and waited > 2 and notify is not None:
             notify("waiting for the daemon (pid %d) to finish committing..." % pid)
             told = True
-        time.sleep(0.02 if waited < 1 else 0.1)
+        if pidfd is None:
+            time.sleep(0.02 if waited < 1 else 0.1)
+            continue
+        nap = 1.0 if told or notify is None else 2.05 - waited
+        if timeout is not None:
+            nap = min(nap, timeout - waited + 0.01)
+        select.select([pidfd], [], [], max(0.0, nap))
     return True
 
 
@@ -94,6 +118,19 @@ def unmount(mountpoint: str, lazy: bool = False, timeout: Optional[float] = None
     pid = running.get("pid") if running else None
     start = running.get("start_time") if running else None
     alive = pid is not None and statefiles.process_running(pid, start)
+    pidfd = _pidfd(pid, start) if alive else None   # opened before the daemon may end
+    try:
+        return _unmount(given, real, running, alive, lazy, timeout,
+                        None if quiet else notify, pidfd)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _unmount(given: str, real: str, running: Optional[dict], alive: bool, lazy: bool,
+             timeout: Optional[float], notify, pidfd: Optional[int]) -> List[str]:
+    pid = running.get("pid") if running else None
+    start = running.get("start_time") if running else None
     fstype = mounttable.mount_type(real)
     if fstype is None and not alive:
         if running:
@@ -124,7 +161,7 @@ def unmount(mountpoint: str, lazy: bool = False, timeout: Optional[float] = None
             "last commit at the next mount, or with archfs repair"
             % (real, pid, running.get("archive") or "the archive"))
         return warnings
-    if not _wait_for(pid, start, timeout, None if quiet else notify):
+    if not _wait_for(pid, start, timeout, notify, pidfd):
         raise UnmountError("the daemon (pid %d) is still committing after %gs; see %s"
                            % (pid, timeout, running.get("log_file") or "its log"),
                            errno.ETIMEDOUT)
