@@ -76,7 +76,16 @@ def _options_argument(parser, what: str):
                                metavar="OPTIONS", help=what)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands in for a subcommand's parser that this run does not need
+    (building all of them was a tenth of a mount's start-up)."""
+
+    def add_argument(self, *args, **kwargs):
+        return self
+
+
+def build_parser(only=None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only``: build just that subcommand's."""
     from archfs import completion
 
     parser = _Parser(
@@ -86,8 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES + "\n" + exit_status_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="archfs " + __version__)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+
+    class commands:      # noqa: N801  (subparsers.add_parser, for the wanted ones only)
+        @staticmethod
+        def add_parser(name, aliases=(), **kwargs):
+            if only is not None and only != name and only not in aliases:
+                return _Unused()
+            return subparsers.add_parser(name, aliases=aliases, **kwargs)
     raw = argparse.RawDescriptionHelpFormatter
 
     mount = commands.add_parser(
@@ -285,7 +301,9 @@ HANDLERS = {"mount": _mount, "unmount": _unmount, "umount": _unmount, "ls": _bro
 
 def main(argv=None) -> int:
     argv = mount8_form(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    wanted = argv[0] if argv and argv[0] in COMMANDS and "_ARGCOMPLETE" not in os.environ \
+        else None
+    parser = build_parser(only=wanted)
     if "_ARGCOMPLETE" in os.environ:   # a shell asks for completions: answer and exit
         from archfs import completion
         completion.autocomplete(parser)

@@ -84,12 +84,30 @@ class BaseTree:
 
 
 class DirNode:
-    __slots__ = ("files", "subdirs", "row")
+    __slots__ = ("_files", "_saved", "subdirs", "row")
 
     def __init__(self, row: int = -1):
-        self.files: Dict[str, int] = {}       # name -> row of a non-directory
+        self._files: Dict[str, int] = {}      # name -> row of a non-directory
+        self._saved = None                    # (names, rows, cut) until first use
         self.subdirs: Dict[str, None] = {}    # names of subdirectories, in order
         self.row = row                        # explicit entry, or -1 if implied
+
+    @property
+    def files(self) -> Dict[str, int]:
+        """name -> row of each non-directory child. A tree restored from a
+        saved index builds a directory's dict when it is first used: a
+        second mount then costs per directory, not per member."""
+        saved = self._saved
+        if saved is not None:
+            names, rows, cut = saved
+            self._files = dict(zip(map(cut, map(names.__getitem__, rows)), rows))
+            self._saved = None
+        return self._files
+
+    @files.setter
+    def files(self, value: Dict[str, int]) -> None:
+        self._files = value
+        self._saved = None
 
 
 class Tree(BaseTree):
@@ -151,8 +169,8 @@ class Tree(BaseTree):
             node.row = row
             rows = order[at:at + count]
             at += count
-            cut = itemgetter(slice(len(path) + 1 if path else 0, None))
-            node.files = dict(zip(map(cut, map(names.__getitem__, rows)), rows))
+            node._files = {}
+            node._saved = (names, rows, itemgetter(slice(len(path) + 1 if path else 0, None)))
         for path in dir_paths:
             if path:
                 parent, _, base = path.rpartition("/")

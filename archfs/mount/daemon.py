@@ -20,11 +20,8 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from typing import List, NamedTuple, Optional
 
 from archfs import exitcodes, sources
@@ -43,16 +40,22 @@ LOG_FORMAT = "%(asctime)s archfs[%(process)d] %(levelname)s %(message)s"
 TERMINAL_FORMAT = "archfs: %(levelname)s: %(message)s"
 
 
-@dataclass
 class MountRequest:
-    archive: str                 # absolute path, or a URL (see archfs.sources)
-    mountpoint: str              # real absolute path
-    options: MountOptions
-    foreground: bool = False
-    verbose: int = 0
-    quiet: bool = False
-    log_file: Optional[str] = None
-    lock_fd: Optional[int] = None  # held for the daemon's life
+    """What to mount and how. (Plain classes here and in ``options``: the
+    dataclasses module imports inspect, ast and dis, a tenth of the start-up
+    of a second mount; ``subprocess`` and ``tempfile`` are imported where used.)"""
+
+    def __init__(self, archive: str, mountpoint: str, options: MountOptions,
+                 foreground: bool = False, verbose: int = 0, quiet: bool = False,
+                 log_file: Optional[str] = None, lock_fd: Optional[int] = None):
+        self.archive = archive            # absolute path, or a URL (see archfs.sources)
+        self.mountpoint = mountpoint      # real absolute path
+        self.options = options
+        self.foreground = foreground
+        self.verbose = verbose
+        self.quiet = quiet
+        self.log_file = log_file
+        self.lock_fd = lock_fd            # held for the daemon's life
 
     def to_dict(self) -> dict:
         data = dict(self.__dict__, options=self.options.to_dict())
@@ -138,6 +141,7 @@ class StderrCapture:
     error; released (and replayed into the log) once the mount is live."""
 
     def __init__(self):
+        import tempfile
         self._file = tempfile.TemporaryFile()
         sys.stderr.flush()
         self._saved = os.dup(2)
@@ -429,6 +433,8 @@ def start_detached(request: MountRequest) -> Started:
     """The Python API's way: start the daemon as a new interpreter, not a fork
     (forking a program that runs threads can deadlock the child). The request,
     which may hold a password, goes through a pipe rather than the command line."""
+    import subprocess
+
     import archfs
     request.log_file = _log_file(request)
     read_fd, write_fd = os.pipe()
@@ -458,7 +464,7 @@ def start_detached(request: MountRequest) -> Started:
     return Started(ok, problem, warnings, child.pid)
 
 
-_children: List[subprocess.Popen] = []
+_children: list = []          # subprocess.Popen objects
 
 
 def reap() -> None:

@@ -2,17 +2,31 @@
 
 mfusepy loads libfuse2 when both libfuse2 and libfuse3 are installed; archfs
 prefers libfuse3 (the maintained one, the only one on new systems). mfusepy
-reads ``FUSE_LIBRARY_NAME`` at import time, so this module sets it first.
+reads ``FUSE_LIBRARY_PATH``/``FUSE_LIBRARY_NAME`` at import time, so this
+module sets one first.
 A user's own ``FUSE_LIBRARY_NAME`` or ``FUSE_LIBRARY_PATH`` wins.
 """
 
 import os
 
 
+FUSE3_SONAME = "libfuse3.so.3"
+
+
 def _prefer_fuse3() -> None:
     if os.environ.get("FUSE_LIBRARY_PATH") or os.environ.get("FUSE_LIBRARY_NAME"):
         return
-    from ctypes.util import find_library   # here: `archfs unmount` never needs ctypes
+    import ctypes                          # here: `archfs unmount` never needs ctypes
+    try:
+        # the dynamic loader finds it at once; find_library would run
+        # `ldconfig -p` (a fork and exec, twice with mfusepy's own look-up)
+        ctypes.CDLL(FUSE3_SONAME)
+    except OSError:
+        pass
+    else:
+        os.environ["FUSE_LIBRARY_PATH"] = FUSE3_SONAME
+        return
+    from ctypes.util import find_library
     if find_library("fuse3"):
         os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
 

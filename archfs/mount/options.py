@@ -17,7 +17,6 @@ A comma inside a value is written ``\\,``. Every problem is an
 """
 
 import textwrap
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from archfs import exitcodes
@@ -88,19 +87,33 @@ def generic_effect(name: str, item: str) -> Optional[Tuple[str, Tuple[str, ...]]
     return None
 
 
-@dataclass
 class MountOptions:
-    read_only: bool = False
-    commit_interval: Optional[float] = None      # None: see default_commit_interval
-    allow_other: bool = False
-    allow_root: bool = False
-    tmpdir: Optional[str] = None
-    attr_timeout: Optional[float] = None
-    entry_timeout: Optional[float] = None
-    readahead_kb: int = 1024
-    kernel: List[str] = field(default_factory=list)    # mount(8) flags for libfuse
-    ignored: List[str] = field(default_factory=list)   # accepted, no effect (for the log)
-    plugin: Dict[str, Optional[str]] = field(default_factory=dict)   # None: no value
+    """The options of a mount. A plain class: the dataclasses module imports
+    inspect, ast and dis, which a mount's start-up does not otherwise need."""
+
+    def __init__(self, read_only: bool = False, commit_interval: Optional[float] = None,
+                 allow_other: bool = False, allow_root: bool = False,
+                 tmpdir: Optional[str] = None, attr_timeout: Optional[float] = None,
+                 entry_timeout: Optional[float] = None, readahead_kb: int = 1024,
+                 kernel: Optional[List[str]] = None, ignored: Optional[List[str]] = None,
+                 plugin: Optional[Dict[str, Optional[str]]] = None):
+        self.read_only = read_only
+        self.commit_interval = commit_interval    # None: see default_commit_interval
+        self.allow_other = allow_other
+        self.allow_root = allow_root
+        self.tmpdir = tmpdir
+        self.attr_timeout = attr_timeout
+        self.entry_timeout = entry_timeout
+        self.readahead_kb = readahead_kb
+        self.kernel: List[str] = [] if kernel is None else kernel    # mount(8) flags
+        self.ignored: List[str] = [] if ignored is None else ignored  # accepted, no effect
+        self.plugin: Dict[str, Optional[str]] = {} if plugin is None else plugin  # None: no value
+
+    def __repr__(self) -> str:
+        return "MountOptions(%s)" % ", ".join("%s=%r" % kv for kv in self.__dict__.items())
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.__dict__ == self.__dict__
 
     def to_dict(self) -> dict:
         """Plain data, to hand the options to a daemon in another process."""

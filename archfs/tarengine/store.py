@@ -14,7 +14,6 @@ import os
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.engine import compressed, indexcache
@@ -41,11 +40,14 @@ IMPLIED_INO_BASE = 1 << 48
 MAX_WALKED_SEGMENT = 64 << 20  # a bigger frame or stream reads better through a library
 
 
-@dataclass
 class StoreOptions:
-    progress: Optional[Callable[[str, int, int], None]] = None
-    index_cache: bool = True
-    index_dir: Optional[str] = None
+    """(A plain class: dataclasses imports inspect, a mount's start-up cost.)"""
+
+    def __init__(self, progress: Optional[Callable[[str, int, int], None]] = None,
+                 index_cache: bool = True, index_dir: Optional[str] = None):
+        self.progress = progress
+        self.index_cache = index_cache
+        self.index_dir = index_dir
 
 
 class MemberInfo(tuple):
