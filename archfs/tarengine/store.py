@@ -76,6 +76,7 @@ class TarStore:
         self.writable = writable
         self.options = options or StoreOptions()
         self._meta = threading.RLock()
+        self._reading: Dict[int, int] = {}     # header offset -> readers open on it
         self._closed = False
         self._file = transport if transport is not None else ArchiveFile(self.path, writable)
         self.stream = None
@@ -410,8 +411,17 @@ class TarStore:
                 data = self.table.links.get(row, "").encode("utf-8", "surrogateescape")
                 return _BytesReader(path, data)
             stream = self.stream.retain()
+            offset = t.header[target]
+            self._reading[offset] = self._reading.get(offset, 0) + 1
+
+            def closed():
+                with self._meta:      # a rewrite in place waits for none after its start
+                    self._reading[offset] -= 1
+                    if not self._reading[offset]:
+                        del self._reading[offset]
+                stream.release()
             return MemberReader(path, stream, t.data[target], t.size[target],
-                                t.usize[target], t.sparse.get(target), on_close=stream.release)
+                                t.usize[target], t.sparse.get(target), on_close=closed)
 
     # -- closing --------------------------------------------------------------------
 

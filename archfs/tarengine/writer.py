@@ -16,12 +16,17 @@ record]``; ``end`` is where its first zero block (the EOA) starts.
    one, ending in a valid EOA. A replaced member stays in the file as an
    older version (GNU tar's "last one wins"; the mount shows the newest).
 3. Removal, rename and rmdir cannot be said by appending: they change only
-   the table until the commit, which then writes the whole archive anew
-   beside the old one (survivors copied with ``copy_file_range``, renamed
-   members under new headers, no dead versions), syncs it, renames it over
-   the archive and syncs the directory. One commit pays this once however
-   many removals it holds. A chmod or touch of a committed member appends a
-   copy of it with the new header (cost: its size).
+   the table until the commit, which then rewrites the archive from the
+   first member that changed (``tailrewrite.py``: the new tail through an
+   intent file beside it, so the cost is that of what follows the change),
+   or, when that tail is most of the archive or a member in it is open for
+   reading, writes the whole archive anew beside the old one (survivors
+   copied with ``copy_file_range``, renamed members under new headers, no
+   dead versions), syncs it, renames it over the archive and syncs the
+   directory. Either way one commit pays this once however many removals it
+   holds, and the dead versions of replaced members after that point go. A
+   chmod or touch of a committed member appends a copy of it with the new
+   header (cost: its size).
 4. A crash before a commit's second sync leaves the old archive followed by
    a lone zero block and unfinished appends: readers stop at the zero block;
    the next read-write mount (or ``archfs repair``) zeroes and cuts the tail.
@@ -54,6 +59,7 @@ from archfs.errors import (
     NotSupported,
 )
 from archfs.tarengine import headers as hd
+from archfs.tarengine import tailrewrite
 from archfs.tarengine.names import encode, is_valid_new_name
 from archfs.tarengine.store import INDEX_VERSION, StoreOptions, TarStore
 
@@ -66,6 +72,8 @@ def open_store(path: str, writable: bool, progress=None, index_cache: bool = Tru
                level: int = 6, transport=None):
     """``transport``: a remote archive's (``archfs.engine.transports``), read-only."""
     options = StoreOptions(progress=progress, index_cache=index_cache)
+    if transport is None:
+        tailrewrite.apply_pending(path)     # a rewrite a crash interrupted, before any read
     if not writable:
         return TarStore(path, False, options, transport)
     if not os.path.exists(path):
@@ -518,6 +526,75 @@ class TarWriter(ChangeGuard, TarStore):
         self._remember_identity()
 
     def _rewrite_archive(self) -> None:
+        """From the first changed member on, or the whole archive beside it."""
+        with self._meta:
+            plan = self._tail_plan()
+            if plan is not None:
+                self._rewrite_tail(*plan)
+                return
+        self._rewrite_whole()
+
+    def _tail_plan(self):
+        """(P, rows from P on, empty implied dirs, names of the hard-link
+        targets before P) when rewriting from P costs less than the whole
+        archive and no reader has a member after P open; else None."""
+        t = self.table
+        rows = self._rows_to_keep()
+        keep = set(rows)
+        start = self.end
+        unchanged = {}
+        for row in sorted((r for r in range(len(t)) if t.header[r] < self.end),
+                          key=lambda r: (t.header[r], r)):
+            target = t.hardlink.get(row)
+            if row not in keep or self._renamed.get(row) or not self._raw_ok(row) or (
+                    target is not None and (target not in unchanged
+                                            or t.links.get(row) != t.names[target])):
+                start = t.header[row]
+                break
+            unchanged[row] = t.names[row]
+        if (self._tail - start) * 2 > self._tail:
+            return None                       # most of it: once beside beats twice in place
+        if any(offset >= start for offset, count in self._reading.items() if count):
+            return None
+        tail_rows = [r for r in rows if t.header[r] >= start]
+        empty_dirs = [p for p, node in self._tree.dirs.items()
+                      if p and node.row < 0 and not node.subdirs and not node.files]
+        return start, tail_rows, empty_dirs, unchanged
+
+    def _rewrite_tail(self, start: int, rows, empty_dirs, unchanged) -> None:
+        """(Under ``_meta``: no member may be opened while its bytes move.)"""
+        self._dirty = False
+        started = time.monotonic()
+        placed = {}
+
+        def fill(sink):
+            placed.update(self._write_rows(sink, rows, empty_dirs, dict(unchanged)))
+        try:
+            tailrewrite.rewrite(self.path, self._file.fd, start, fill)
+        except BaseException:
+            self._dirty = True
+            if os.path.exists(tailrewrite.intent_path(self.path)):
+                # the new tail is safe in the intent file; the next open applies it
+                self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
+                                "it" % self.path)
+            self._remember_identity()
+            raise
+        t = self.table
+        for row, (header, data) in placed.items():
+            if row >= 0:
+                t.header[row], t.data[row] = header, data
+        for row in range(len(t)):
+            if t.header[row] >= start and row not in placed:
+                t.dead[row] = 1
+        self._renamed.clear()
+        self.end = self._tail = placed[-1][0]
+        self._held = None
+        self._rewrite = False
+        self._remember_identity()
+        log.info("rewrote %s from offset %d (%d members) in %.1f s", self.path, start,
+                 len(placed) - 1, time.monotonic() - started)
+
+    def _rewrite_whole(self) -> None:
         """Write the live members to a new file beside the archive and rename it over."""
         with self._meta:
             self._dirty = False
@@ -574,12 +651,13 @@ class TarWriter(ChangeGuard, TarStore):
         live = sorted(set(self._tree.paths.values()), key=lambda r: (t.header[r], r))
         return live
 
-    def _write_rows(self, sink, rows, empty_dirs):
-        """Write members through ``sink``; returns {row: (header, data)} and {-1: (end, 0)}."""
+    def _write_rows(self, sink, rows, empty_dirs, written_data=None):
+        """Write members through ``sink``; returns {row: (header, data)} and {-1: (end, 0)}.
+        ``written_data``: data row -> name of members already in place before ``rows``."""
         t = self.table
         placed = {}
         progress = self.options.progress
-        written_data = {}         # data row -> its new name (hard link targets)
+        written_data = {} if written_data is None else written_data   # hard link targets
         if progress is not None:
             total = max(1, self._tail)
             sink.progress = lambda: progress("rewriting", min(sink.pos, total), total)
@@ -709,6 +787,7 @@ def repair(path: str, progress=None) -> str:
     """Make an interrupted archive whole: cut an unfinished commit off, or
     end the archive at a damaged header (what follows is saved beside it)."""
     from archfs.tarengine.store import StoreOptions as _Options
+    finished = tailrewrite.apply_pending(path)
     store = TarStore(path, False, _Options(progress=progress, index_cache=False))
     try:
         end, problem, kind = store.end, store.scan_problem, store.compression
@@ -724,7 +803,7 @@ def repair(path: str, progress=None) -> str:
         tail = f.read(hd.BLOCK * 2)
         if problem is None and tail[:hd.BLOCK].strip(b"\0") == b"" and \
                 tail[hd.BLOCK:].strip(b"\0") == b"" and size >= end + 2 * hd.BLOCK:
-            return "%s: nothing to repair (%d members)" % (path, members)
+            return finished or "%s: nothing to repair (%d members)" % (path, members)
         saved = ""
         if problem is not None and size > end:
             keep = "%s.damaged-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))

@@ -1,0 +1,177 @@
+"""Removal and rename in a plain tar cost what follows the first changed
+member (``tarengine/tailrewrite.py``): the archive is rewritten in place from
+there (same inode, the bytes before untouched), GNU tar, bsdtar and Python's
+tarfile extract what the mount showed, and an interrupted rewrite is finished
+(or dropped) by the next open or ``archfs repair``."""
+
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from archfs.archives import open_archive
+from archfs.tarengine import tailrewrite
+from test_tar_writing import same_trees
+
+
+def build(path, count=40, size=32 << 10):
+    """An archive of ``count`` files in three directories plus a hard link
+    near the start; returns {name: content}."""
+    files = {}
+    with open_archive(str(path), "a") as a:
+        for d in ("d0", "d1", "d2"):
+            a._store.mkdir(d)
+        for i in range(count):
+            name = "d%d/f%03d.bin" % (i % 3, i)
+            files[name] = bytes([i]) * (size + i)
+            a.writedata(name, files[name])
+        a._store.link("d0/f000.bin", "d0/link-to-f000")
+        files["d0/link-to-f000"] = files["d0/f000.bin"]
+    return files
+
+
+def extract_and_compare(archive, files, tmp_path, dirs=("d0", "d1", "d2")):
+    expected = tmp_path / "expected"
+    for d in dirs:
+        (expected / d).mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (expected / name).parent.mkdir(parents=True, exist_ok=True)
+        (expected / name).write_bytes(data)
+    for tool in (["tar", "-xf"], ["bsdtar", "-xf"]):
+        out = tmp_path / ("x-" + tool[0])
+        out.mkdir()
+        done = subprocess.run(tool + [str(archive), "-C", str(out)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        for p in out.rglob("*"):               # modes are not what this test is about
+            if p.is_file():
+                os.chmod(p, (expected / p.relative_to(out)).stat().st_mode & 0o777)
+        same_trees(expected, out)
+    with tarfile.open(archive) as t:
+        got = {m.name for m in t.getmembers() if not m.isdir()}
+    assert got == set(files)
+    listed = subprocess.run([sys.executable, "-m", "tarfile", "-t", str(archive)],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_removal_near_the_end_rewrites_only_the_tail(tmp_path):
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    before = archive.read_bytes()
+    inode = archive.stat().st_ino
+    with open_archive(str(archive), "a") as a:
+        header = a._store.table.header[a._store.row_of("d1/f037.bin")]
+        a.remove("d2/f038.bin")
+        a._store.rename("d1/f037.bin", "d1/renamed-f037.bin")
+        a.commit()
+        assert a._store.end < len(before)
+    del files["d2/f038.bin"]
+    files["d1/renamed-f037.bin"] = files.pop("d1/f037.bin")
+    assert archive.stat().st_ino == inode, "rewritten beside, not in place"
+    assert archive.read_bytes()[:header] == before[:header]     # the start untouched
+    assert not os.path.exists(tailrewrite.intent_path(str(archive)))
+    extract_and_compare(archive, files, tmp_path)
+
+
+def test_hard_link_and_dirs_in_the_tail(tmp_path):
+    archive = tmp_path / "a.tar"
+    files = build(archive, count=30)
+    inode = archive.stat().st_ino
+    with open_archive(str(archive), "a") as a:
+        a._store.link("d1/f025.bin", "d2/link-to-f025")   # target before P, link after
+        a.commit()
+        a.remove("d1/f028.bin")                          # P after f025
+        a._store.rename("d2", "moved")                   # a directory, in the tail too?
+        a.commit()
+    del files["d1/f028.bin"]
+    files["moved/link-to-f025"] = files["d1/f025.bin"]
+    for name in [n for n in files if n.startswith("d2/")]:
+        files["moved/" + name[3:]] = files.pop(name)
+    extract_and_compare(archive, files, tmp_path, dirs=("d0", "d1", "moved"))
+    # d2 had a member near the start: that rename rewrote almost all, beside
+    assert archive.stat().st_ino != inode
+    with open_archive(str(archive)) as a:
+        assert a._store.stat("moved/link-to-f025")[5] == 2       # still one inode
+
+
+def test_an_open_member_after_the_change_keeps_reading(tmp_path):
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    inode = archive.stat().st_ino
+    with open_archive(str(archive), "a") as a:
+        reader = a._store.open_member("d0/f039.bin")
+        a.remove("d2/f038.bin")
+        a.commit()                                 # beside: the reader's bytes must stay
+        assert reader.pread(1 << 20, 0) == files["d0/f039.bin"]
+        reader.close()
+    assert archive.stat().st_ino != inode
+    del files["d2/f038.bin"]
+    extract_and_compare(archive, files, tmp_path)
+
+
+CHILD = r"""
+import os, sys
+from archfs.archives import open_archive
+from archfs.tarengine import tailrewrite
+path, where, victim = sys.argv[1:4]
+a = open_archive(path, "a")
+if where == "applying it":
+    def half_apply(intent_fd, archive_fd, start, length):
+        tailrewrite.copy_range(intent_fd, archive_fd, length // 2, 0, start)
+        os._exit(9)                           # killed halfway through the copy
+    tailrewrite.apply = half_apply
+elif where == "before applying":
+    tailrewrite.apply = lambda *args: os._exit(9)
+else:
+    def partial(sink, *args):
+        sink.write(b"x" * 5000)
+        os._exit(9)                           # killed while writing the intent file
+    a._store._write_rows = partial
+a.remove(victim)
+a.commit()
+"""
+
+
+def interrupted(archive, where, victim):
+    done = subprocess.run([sys.executable, "-c", CHILD, str(archive), where, victim],
+                          capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+
+
+@pytest.mark.parametrize("where", ["writing the intent", "applying it"])
+def test_interrupted_rewrite_is_finished_or_dropped(tmp_path, where):
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    before = archive.read_bytes()
+    interrupted(archive, where, "d2/f038.bin")
+    intent = tailrewrite.intent_path(str(archive))
+    assert os.path.exists(intent)
+    if where == "applying it":
+        assert archive.read_bytes() != before          # torn until the next open
+        del files["d2/f038.bin"]
+        result = subprocess.run([sys.executable, "-m", "archfs", "repair", str(archive)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "finished a rewrite" in result.stdout + result.stderr
+    else:
+        assert archive.read_bytes() == before          # not touched yet
+        with open_archive(str(archive)) as again:      # the half-written intent is dropped
+            assert sorted(again.getnames()) == sorted(files)
+    assert not os.path.exists(intent)
+    extract_and_compare(archive, files, tmp_path)
+
+
+def test_a_complete_intent_is_applied_by_a_read_only_open(tmp_path):
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    before = archive.read_bytes()
+    interrupted(archive, "before applying", "d0/f039.bin")
+    assert archive.read_bytes() == before
+    del files["d0/f039.bin"]
+    with open_archive(str(archive)) as again:          # read-only: finishes it first
+        assert sorted(again.getnames()) == sorted(files)
+    assert not os.path.exists(tailrewrite.intent_path(str(archive)))
+    extract_and_compare(archive, files, tmp_path)
