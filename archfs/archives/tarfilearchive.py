@@ -127,6 +127,12 @@ class TarfileArchive(StoreArchive):
         self._check_writable()
         self._store.symlink(target, member_name(path))
 
+    def mknod(self, path, mode, rdev=0):
+        """FIFOs and character and block devices (tar types 6, 3 and 4); a
+        socket is refused (NotSupported): tar has no type for it."""
+        self._check_writable()
+        self._store.mknod(member_name(path), mode, rdev)
+
     def link(self, target, path):
         self._check_writable()
         self._store.link(member_name(target), member_name(path))

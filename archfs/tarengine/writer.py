@@ -66,6 +66,9 @@ from archfs.tarengine.store import INDEX_VERSION, StoreOptions, TarStore
 log = logging.getLogger("archfs.tar")
 
 COPY_CHUNK = 1 << 20
+# the kinds of member written here (a hard link is a 0 turned into a 1)
+_TYPEFLAGS = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2",
+              stat.S_IFCHR: b"3", stat.S_IFBLK: b"4", stat.S_IFIFO: b"6"}
 
 
 def open_store(path: str, writable: bool, progress=None, index_cache: bool = True,
@@ -236,21 +239,24 @@ class TarWriter(ChangeGuard, TarStore):
 
     def _add(self, path: str, kind: int, mode: int, mtime_ns: int, source, size: int,
              linkname: str = "", replace: bool = True, uid: Optional[int] = None,
-             gid: Optional[int] = None, xattrs=None) -> int:
+             gid: Optional[int] = None, xattrs=None, rdev: int = 0) -> int:
         """Append one member and put it in the tree (checked before and after)."""
         self._check_writable()
         self._check_new_name(path)
         with self._meta:
             self._check_target(path, replace, kind)
-        typeflag = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2"}.get(kind, b"0")
+        typeflag = _TYPEFLAGS.get(kind, b"0")
         if linkname and kind == stat.S_IFREG:
             typeflag = hd.HARDLINK
         uid = os.getuid() if uid is None else uid
         gid = os.getgid() if gid is None else gid
         extra = {"SCHILY.xattr." + n: v for n, v in (xattrs or ())}
         name = encode(path) + (b"/" if kind == stat.S_IFDIR else b"")
+        device = rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
         headers = hd.member_headers(name, mode, uid, gid, 0 if typeflag == hd.HARDLINK else size,
-                                    mtime_ns, typeflag, encode(linkname), extra=extra)
+                                    mtime_ns, typeflag, encode(linkname),
+                                    devmajor=os.major(device), devminor=os.minor(device),
+                                    extra=extra)
         with self._append:
             self._check_unchanged()
             at = self._write_member(headers, source, 0 if typeflag == hd.HARDLINK else size)
@@ -267,6 +273,8 @@ class TarWriter(ChangeGuard, TarStore):
                             mtime_ns, kind | (mode & 0o7777), uid, gid)
                 if xattrs:
                     t.xattrs[row] = list(xattrs)
+                if device:
+                    t.rdev[row] = device
                 if kind == stat.S_IFLNK:
                     t.links[row] = linkname
                 elif typeflag == hd.HARDLINK:
@@ -336,6 +344,20 @@ class TarWriter(ChangeGuard, TarStore):
             uid, gid = t.uid[data_row], t.gid[data_row]
         self._add(path, stat.S_IFREG, mode & 0o7777, mtime, b"", 0, linkname=target,
                   replace=False, uid=uid, gid=gid)
+
+    def mknod(self, path: str, mode: int, rdev: int = 0) -> None:
+        """A FIFO or a character or block device (``mode`` has the type); a
+        tar has no type for sockets."""
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFSOCK:
+            raise NotSupported("%s: a tar archive cannot hold a socket" % path)
+        if kind not in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK):
+            raise InvalidArgument("%s: mknod makes FIFOs and devices only" % path)
+        if rdev and (os.major(rdev) >= 8 ** 7 or os.minor(rdev) >= 8 ** 7):
+            raise InvalidArgument("%s: device number %d:%d is too big for a tar header"
+                                  % (path, os.major(rdev), os.minor(rdev)))
+        self._add(path, kind, mode & 0o7777, time.time_ns(), b"", 0, replace=False,
+                  rdev=rdev)
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
         with self._meta:
@@ -466,7 +488,7 @@ class TarWriter(ChangeGuard, TarStore):
                 new_mode = 0o755 if mode is None else mode
                 new_time = time.time_ns() if mtime_ns is None else mtime_ns
                 kind, size, source, linkname = stat.S_IFDIR, 0, b"", ""
-                xattrs = None
+                xattrs, rdev = None, 0
             else:
                 target = t.target(row)
                 kind = stat.S_IFMT(t.mode[target])
@@ -474,18 +496,18 @@ class TarWriter(ChangeGuard, TarStore):
                 new_time = t.mtime_ns[target] if mtime_ns is None else mtime_ns
                 if (new_mode, new_time) == (t.mode[target] & 0o7777, t.mtime_ns[target]):
                     return
-                if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK) or target in t.sparse \
-                        or target in t.bad:
+                if kind not in _TYPEFLAGS or target in t.sparse or target in t.bad:
                     raise NotSupported("%s: cannot change this kind of member" % path)
                 size = t.size[target] if kind == stat.S_IFREG else 0
                 source = self._data_source(target) if size else b""
                 linkname = t.links.get(row, "") if kind == stat.S_IFLNK else ""
                 xattrs = t.xattrs.get(target)
+                rdev = t.rdev.get(target, 0)
         if kind == stat.S_IFDIR:
             self._add(path, kind, new_mode, new_time, b"", 0, xattrs=xattrs)
             return
         self._add(path, kind, new_mode, new_time, source, size, linkname=linkname,
-                  xattrs=xattrs)
+                  xattrs=xattrs, rdev=rdev)
 
     # -- commit ---------------------------------------------------------------------
 
