@@ -81,3 +81,23 @@ def test_entry_point_scan_agrees_with_importlib_metadata():
         theirs = sorted({(ep.name, ep.value) for ep in library(group=group)})
         assert ours == theirs, group
     assert any(ep.name == "tar" for ep in registry.entry_points(group=registry.ENTRY_POINT_GROUP))
+
+
+def test_zip_open_loads_no_decoder_library_until_a_member_needs_it(tmp_path):
+    import zipfile
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.txt", "alpha\n" * 100)
+    got = _run(r"""
+import json, sys
+from archfs.archives import open_archive
+with open_archive(sys.argv[1]) as a:
+    data = a.open("a.txt").read()
+print(json.dumps({"data": data.decode()[:6],
+                  "loaded": sorted(m for m in sys.modules
+                                   if m.split(".")[0] in ("Cryptodome", "pyppmd", "inflate64",
+                                                          "backports"))
+                  + sorted(m for m in sys.modules if m == "importlib.metadata")}))
+""", archive)
+    assert got["data"] == "alpha\n"
+    assert got["loaded"] == []

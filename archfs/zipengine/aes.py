@@ -22,11 +22,21 @@ from typing import NamedTuple, Optional, Tuple
 from archfs.errors import CorruptMemberError, PasswordRequired, UnsupportedFeature
 from archfs.zipengine import format as fmt
 
-try:
-    from Cryptodome.Cipher import AES as _AES
-    from Cryptodome.Util import Counter as _Counter
-except ImportError:                    # pragma: no cover - a dependency; kept optional
-    _AES = _Counter = None
+_CRYPTO: list = []
+
+
+def _crypto():
+    """(AES, Counter) from pycryptodomex, or (None, None); imported at the
+    first AES member, not with the zip engine (it loads several shared
+    objects: a tenth of a zip mount's start-up)."""
+    if not _CRYPTO:
+        try:
+            from Cryptodome.Cipher import AES
+            from Cryptodome.Util import Counter
+        except ImportError:            # pragma: no cover - a dependency; kept optional
+            AES = Counter = None
+        _CRYPTO[:] = [AES, Counter]
+    return _CRYPTO[0], _CRYPTO[1]
 
 SALT_SIZE = {1: 8, 2: 12, 3: 16}
 KEY_SIZE = {1: 16, 2: 24, 3: 32}
@@ -84,8 +94,9 @@ class AesDecrypter:
         cipher = self._cipher
         if cipher is None:
             block, skip = divmod(self._pos, BLOCK)
-            counter = _Counter.new(128, initial_value=block + 1, little_endian=True)
-            cipher = self._cipher = _AES.new(self._key, _AES.MODE_CTR, counter=counter)
+            aes, counters = _crypto()
+            counter = counters.new(128, initial_value=block + 1, little_endian=True)
+            cipher = self._cipher = aes.new(self._key, aes.MODE_CTR, counter=counter)
             if skip:
                 cipher.encrypt(bytes(skip))
         self._pos += len(data)
@@ -109,7 +120,7 @@ def derive(password: bytes, salt: bytes, strength: int) -> Tuple[bytes, bytes, b
 def open_member(password: bytes, header: bytes, field: AesField, name: str):
     """(decrypter at the ciphertext's start, authentication key), or
     PasswordRequired when the password check fails."""
-    if _AES is None:
+    if _crypto()[0] is None:
         raise UnsupportedFeature("%s: AES-encrypted member: needs the Python package "
                                  "pycryptodomex" % name)
     salt_size = SALT_SIZE[field.strength]

@@ -38,21 +38,31 @@ from archfs.errors import CorruptMemberError, UnsupportedFeature
 from archfs.zipengine import format as fmt
 from archfs.zipengine import inflater
 
-try:                                   # Python 3.14+
-    from compression import zstd as _zstd   # type: ignore[import-not-found]
-except ImportError:                    # pragma: no cover - depends on the Python version
-    try:
-        from backports import zstd as _zstd   # type: ignore[import-not-found,no-redef]
-    except ImportError:
-        _zstd = None
-try:
-    import inflate64 as _inflate64
-except ImportError:                    # pragma: no cover - a dependency; kept optional
-    _inflate64 = None
-try:
-    import pyppmd as _pyppmd
-except ImportError:                    # pragma: no cover
-    _pyppmd = None
+_LIBRARIES: dict = {}
+
+
+def _library(name: str):
+    """The zstd, inflate64 or pyppmd module (None when missing), imported at
+    first use: inflate64 and pyppmd read their own version through
+    importlib.metadata when imported, which a mount of a zip that holds no
+    Deflate64 or PPMd member should not pay for at start-up."""
+    if name not in _LIBRARIES:
+        module = None
+        try:
+            if name == "zstd":
+                try:                               # Python 3.14+
+                    from compression import zstd as module  # type: ignore[import-not-found]
+                except ImportError:                # pragma: no cover - by Python version
+                    from backports import zstd as module  # type: ignore[no-redef]
+            elif name == "inflate64":
+                import inflate64 as module  # type: ignore[no-redef]
+            else:
+                import pyppmd as module  # type: ignore[no-redef]
+        except ImportError:                        # pragma: no cover - dependencies
+            module = None
+        _LIBRARIES[name] = module
+    return _LIBRARIES[name]
+
 
 ZSTD_WINDOW_LOG_MAX = 27               # 128 MiB, zstd's default decoder limit
 XZ_MEMLIMIT = 512 << 20
@@ -297,7 +307,7 @@ class Deflate64Decoder:
     ratio of ~29000), and output beyond ``max_out`` is kept for the next call."""
 
     def __init__(self):
-        self._d = _inflate64.Inflater()
+        self._d = _library("inflate64").Inflater()
         self._input = b""
         self._at = 0
         self._output = b""
@@ -368,7 +378,7 @@ class PpmdDecoder:
                 raise CorruptMemberError("invalid PPMd parameters")
             data, self._header = self._header[2:], b""
             try:
-                self._d = _pyppmd.Ppmd8Decoder(order, mem_mb << 20, restore_method=restore)
+                self._d = _library("pyppmd").Ppmd8Decoder(order, mem_mb << 20, restore_method=restore)
             except (ValueError, MemoryError) as exc:
                 raise CorruptMemberError("invalid PPMd parameters: %s" % exc) from None
         want = min(max_out, self._usize - self._out)
@@ -394,8 +404,9 @@ class PpmdDecoder:
 
 
 def _zstd_frame() -> _BufferedDecoder:
-    options = {_zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
-    return _BufferedDecoder(_zstd.ZstdDecompressor(options=options), (_zstd.ZstdError,), "zstd")
+    zstd = _library("zstd")
+    options = {zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
+    return _BufferedDecoder(zstd.ZstdDecompressor(options=options), (zstd.ZstdError,), "zstd")
 
 
 def _xz_stream() -> _BufferedDecoder:
@@ -424,17 +435,17 @@ def make_decoder(method: int, flags: int = 0, usize: int = -1):
     if method == fmt.LZMA:
         return LzmaDecoder(usize, bool(flags & 0x0002))
     if method == fmt.ZSTD or method == fmt.ZSTD_OLD:
-        if _zstd is None:
+        if _library("zstd") is None:
             raise _library_missing(method, "backports.zstd")
         return FrameDecoder(_zstd_frame)
     if method == fmt.XZ:
         return FrameDecoder(_xz_stream, padding=True)
     if method == fmt.DEFLATE64:
-        if _inflate64 is None:
+        if _library("inflate64") is None:
             raise _library_missing(method, "inflate64")
         return Deflate64Decoder()
     if method == fmt.PPMD:
-        if _pyppmd is None:
+        if _library("pyppmd") is None:
             raise _library_missing(method, "pyppmd")
         return PpmdDecoder(usize)
     if method in (fmt.IMPLODED, fmt.SHRUNK):
@@ -517,9 +528,9 @@ def make_encoder(method: int, level: int):
     if method == fmt.XZ:
         return _Wrapped(lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=level))
     if method == fmt.ZSTD:
-        if _zstd is None:
+        if _library("zstd") is None:
             raise _library_missing(method, "backports.zstd")
-        return _Wrapped(_ZstdWriter(_zstd.ZstdCompressor(level=level)))
+        return _Wrapped(_ZstdWriter(_library("zstd").ZstdCompressor(level=level)))
     raise UnsupportedFeature("archfs does not write compression method %d" % method)
 
 
@@ -531,7 +542,7 @@ class _ZstdWriter:
         return self._c.compress(data)
 
     def flush(self) -> bytes:
-        return self._c.flush(_zstd.ZstdCompressor.FLUSH_FRAME)
+        return self._c.flush(_library("zstd").ZstdCompressor.FLUSH_FRAME)
 
 
 def method_flags(method: int) -> int:
