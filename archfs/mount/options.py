@@ -98,7 +98,7 @@ class MountOptions:
                  kernel: Optional[List[str]] = None, ignored: Optional[List[str]] = None,
                  plugin: Optional[Dict[str, Optional[str]]] = None):
         self.read_only = read_only
-        self.commit_interval = commit_interval    # None: see default_commit_interval
+        self.commit_interval = commit_interval    # None: see commit_interval() below
         self.allow_other = allow_other
         self.allow_root = allow_root
         self.tmpdir = tmpdir
