@@ -175,3 +175,84 @@ def test_a_complete_intent_is_applied_by_a_read_only_open(tmp_path):
         assert sorted(again.getnames()) == sorted(files)
     assert not os.path.exists(tailrewrite.intent_path(str(archive)))
     extract_and_compare(archive, files, tmp_path)
+
+
+def test_a_link_whose_file_went_keeps_its_content_through_later_rewrites(tmp_path):
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    with open_archive(str(archive), "a") as a:
+        a._store.link("d1/f031.bin", "d2/keeps-f031")
+        a._store.link("d1/f031.bin", "d0/also-f031")
+        a.commit()
+        a.remove("d1/f031.bin")          # the first link becomes the file, the other links it
+        a.commit()
+        a.remove("d0/f039.bin")          # a later rewrite in place must read the right bytes
+        a.commit()
+        a.remove("d1/f001.bin")          # and one of the whole archive
+        a.commit()
+    files["d2/keeps-f031"] = files["d0/also-f031"] = files.pop("d1/f031.bin")
+    for name in ("d0/f039.bin", "d1/f001.bin"):
+        del files[name]
+    extract_and_compare(archive, files, tmp_path)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_random_changes_match_a_model(tmp_path, seed, suffix):
+    """Random adds, replacements, removals, renames of files and directories
+    and hard links, committed at random points; after each commit GNU tar
+    extracts exactly the model."""
+    import random
+    import shutil
+    rng = random.Random(seed)
+    archive = tmp_path / ("m" + suffix)
+    model, dirs = {}, {"x", "y"}
+    a = open_archive(str(archive), "a")
+    for d in sorted(dirs):
+        a._store.mkdir(d)
+
+    def check():
+        a.commit()
+        out = tmp_path / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        done = subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        got = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert got == model
+    try:
+        for step in range(50):
+            names, op = sorted(model), rng.random()
+            if op < 0.4 or not names:
+                name = "%s/f%03d" % (rng.choice(sorted(dirs)), step)
+                model[name] = os.urandom(rng.randint(0, 3000))
+                a.writedata(name, model[name])
+            elif op < 0.6:
+                name = rng.choice(names)
+                a.remove(name)
+                del model[name]
+            elif op < 0.75:
+                name, new = rng.choice(names), "%s/r%03d" % (rng.choice(sorted(dirs)), step)
+                a._store.rename(name, new)
+                model[new] = model.pop(name)
+            elif op < 0.85:
+                name, new = rng.choice(names), "%s/l%03d" % (rng.choice(sorted(dirs)), step)
+                a._store.link(name, new)
+                model[new] = model[name]
+            elif op < 0.9:
+                old, new = rng.choice(sorted(dirs)), "z%03d" % step
+                a._store.rename(old, new)
+                dirs.discard(old)
+                dirs.add(new)
+                for name in [n for n in model if n.startswith(old + "/")]:
+                    model[new + name[len(old):]] = model.pop(name)
+            else:
+                name = rng.choice(names)          # its own copy; other links keep theirs
+                model[name] = os.urandom(rng.randint(0, 3000))
+                a.writedata(name, model[name])
+            if rng.random() < 0.4:
+                check()
+        check()
+    finally:
+        a.close()

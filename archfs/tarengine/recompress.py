@@ -263,6 +263,7 @@ class CompressedTarWriter(TarWriter):
             for row in range(len(t)):
                 if row not in keep:
                     t.dead[row] = 1
+            self._adopt_materialized()
             self._renamed.clear()
             old_file = self._file
             self._file = out

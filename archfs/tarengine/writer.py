@@ -608,6 +608,7 @@ class TarWriter(ChangeGuard, TarStore):
         for row in range(len(t)):
             if t.header[row] >= start and row not in placed:
                 t.dead[row] = 1
+        self._adopt_materialized()
         self._renamed.clear()
         self.end = self._tail = placed[-1][0]
         self._held = None
@@ -654,6 +655,7 @@ class TarWriter(ChangeGuard, TarStore):
             for row in range(len(t)):
                 if row not in keep:
                     t.dead[row] = 1
+            self._adopt_materialized()
             self._renamed.clear()
             old_file, old_stream = self._file, self.stream
             self._file = new_file
@@ -680,6 +682,7 @@ class TarWriter(ChangeGuard, TarStore):
         placed = {}
         progress = self.options.progress
         written_data = {} if written_data is None else written_data   # hard link targets
+        self._materialized = {}   # vanished target -> the link written as that file
         if progress is not None:
             total = max(1, self._tail)
             sink.progress = lambda: progress("rewriting", min(sink.pos, total), total)
@@ -701,6 +704,8 @@ class TarWriter(ChangeGuard, TarStore):
             else:
                 headers = self._headers_for(row, name)
                 size = t.size[target] if kind == stat.S_IFREG else 0
+                if is_link:
+                    self._materialized[target] = row
             sink.write(headers)
             if size:
                 sink.copy(t.data[target], size)
@@ -714,6 +719,27 @@ class TarWriter(ChangeGuard, TarStore):
         placed[-1] = (sink.pos, 0)
         sink.finish()
         return placed
+
+    def _adopt_materialized(self) -> None:
+        """After a rewrite (under ``_meta``): a hard link that was written as
+        the file its vanished target was is that file now, and the other
+        links to that target link to it (else the next rewrite would copy
+        the target's old offset, in a file where other bytes are now)."""
+        t = self.table
+        for target, row in getattr(self, "_materialized", {}).items():
+            for column in (t.size, t.usize, t.mtime_ns, t.mode, t.uid, t.gid):
+                column[row] = column[target]
+            t.hardlink.pop(row, None)
+            t.links.pop(row, None)
+            for extra in (t.xattrs, t.rdev):
+                if target in extra:
+                    extra[row] = extra[target]
+            for link, linked in list(t.hardlink.items()):
+                if linked == target:
+                    t.hardlink[link] = row
+                    t.links[link] = t.names[row]
+        self._materialized = {}
+        self._count_links()
 
     def _raw_ok(self, row: int) -> bool:
         """Whether a member's bytes can be copied as they are (not the one whose
