@@ -256,3 +256,18 @@ def test_random_changes_match_a_model(tmp_path, seed, suffix):
         check()
     finally:
         a.close()
+
+
+def test_an_intent_for_an_earlier_file_of_that_name_is_dropped(tmp_path):
+    """The archive was replaced (a backup restored) after a crash left a
+    complete intent: applying it would corrupt the new file."""
+    archive = tmp_path / "a.tar"
+    files = build(archive)
+    interrupted(archive, "before applying", "d0/f039.bin")
+    restored = tmp_path / "restored.tar"
+    restored.write_bytes(archive.read_bytes())
+    os.replace(restored, archive)                  # another inode, the old content
+    with open_archive(str(archive)) as again:
+        assert sorted(again.getnames()) == sorted(files)
+    assert not os.path.exists(tailrewrite.intent_path(str(archive)))
+    extract_and_compare(archive, files, tmp_path)

@@ -7,16 +7,18 @@ intent file beside the archive (``.NAME.archfs-tail``):
 
 1. The new tail (the surviving members from offset ``P`` on, renamed ones
    under new headers, then the end-of-archive blocks) is written to the
-   intent file and synced; then a 512-byte trailer naming ``P`` and the
-   tail's length (with a CRC-32 of the trailer) is appended, and the file
-   and its directory are synced.
+   intent file and synced; then a 512-byte trailer naming ``P``, the
+   tail's length and the archive file (device and inode, with a CRC-32 of
+   the trailer) is appended, and the file and its directory are synced.
 2. The tail is copied over the archive at ``P``, the archive cut after it
    and synced.
 3. The intent file is removed and the directory synced.
 
 A crash in 1 leaves an intent file without a valid trailer: it is removed,
 the archive was not touched. A crash in 2 or 3 leaves a complete intent
-file: it is applied again (copying it is idempotent). ``apply_pending`` does
+file: it is applied again (copying it is idempotent), unless the archive
+is another file by now (restored from a backup: its device and inode, or
+a size short of ``P``, say so) and the intent is dropped. ``apply_pending`` does
 that before anything reads the archive: every open of a local tar, read-only
 or not, and ``archfs repair``.
 
@@ -38,7 +40,7 @@ from archfs.errors import CorruptArchiveError, ReadOnlyError
 log = logging.getLogger("archfs.tar")
 
 MAGIC = b"ARCHFS-TAR-TAIL1"
-_TRAILER = struct.Struct("<16sQQ")        # magic, P, tail length; then its CRC-32
+_TRAILER = struct.Struct("<16sQQQQ")      # magic, P, tail length, dev, ino; then a CRC-32
 TRAILER_SIZE = 512
 COPY_STEP = 64 << 20
 
@@ -48,15 +50,15 @@ def intent_path(path: str) -> str:
     return os.path.join(directory, "." + name + ".archfs-tail")
 
 
-def trailer(start: int, length: int) -> bytes:
-    body = _TRAILER.pack(MAGIC, start, length)
+def trailer(start: int, length: int, dev: int, ino: int) -> bytes:
+    body = _TRAILER.pack(MAGIC, start, length, dev, ino)
     body += struct.pack("<I", zlib.crc32(body))
     return body + bytes(TRAILER_SIZE - len(body))
 
 
 def _read_trailer(fd: int) -> Optional[tuple]:
-    """(P, length) of a complete intent file, or None. (The trailer is
-    written after the tail was synced: a valid one vouches for the tail.)"""
+    """(P, length, dev, ino) of a complete intent file, or None. (The trailer
+    is written after the tail was synced: a valid one vouches for the tail.)"""
     size = os.fstat(fd).st_size
     if size < TRAILER_SIZE:
         return None
@@ -66,10 +68,10 @@ def _read_trailer(fd: int) -> Optional[tuple]:
         return None
     if struct.unpack_from("<I", raw, body_len)[0] != zlib.crc32(raw[:body_len]):
         return None
-    _, start, length = _TRAILER.unpack_from(raw)
+    _, start, length, dev, ino = _TRAILER.unpack_from(raw)
     if length + TRAILER_SIZE != size:
         return None
-    return start, length
+    return start, length, dev, ino
 
 
 def copy_range(src_fd: int, dst_fd: int, length: int, src_pos: int, dst_pos: int) -> None:
@@ -114,10 +116,14 @@ def apply_pending(path: str) -> Optional[str]:
             return None
         try:
             found = _read_trailer(fd)
+            st = os.fstat(archive_fd)
             if found is None:
                 note = "%s: dropped an unfinished rewrite (the archive was not touched)" % path
+            elif (found[2], found[3]) != (st.st_dev, st.st_ino) or st.st_size < found[0]:
+                note = ("%s: dropped the intent of a rewrite of an earlier file of that name "
+                        "(%s)" % (path, intent))
             else:
-                start, length = found
+                start, length = found[:2]
                 if _read_only(archive_fd):
                     raise ReadOnlyError(
                         "%s: a rewrite of its end was interrupted and cannot be "
@@ -181,7 +187,8 @@ def rewrite(path: str, archive_fd: int, start: int, fill) -> int:
         fill(sink)
         length = sink.pos - start
         os.fdatasync(fd)
-        os.pwrite(fd, trailer(start, length), length)
+        st = os.fstat(archive_fd)
+        os.pwrite(fd, trailer(start, length, st.st_dev, st.st_ino), length)
         os.fsync(fd)
         fsync_dir(intent)
         apply(fd, archive_fd, start, length)
