@@ -378,7 +378,8 @@ class PpmdDecoder:
                 raise CorruptMemberError("invalid PPMd parameters")
             data, self._header = self._header[2:], b""
             try:
-                self._d = _library("pyppmd").Ppmd8Decoder(order, mem_mb << 20, restore_method=restore)
+                self._d = _library("pyppmd").Ppmd8Decoder(order, mem_mb << 20,
+                                                          restore_method=restore)
             except (ValueError, MemoryError) as exc:
                 raise CorruptMemberError("invalid PPMd parameters: %s" % exc) from None
         want = min(max_out, self._usize - self._out)
