@@ -7,7 +7,6 @@ for ``mount -t fuse.archfs`` and /etc/fstab. Every command ends with one
 line per problem and an exit status from ``archfs.exitcodes``.
 """
 
-import argparse
 import os
 import sys
 
@@ -51,18 +50,28 @@ def _mount_epilog() -> str:
             "\n\n%s" % (statefiles.log_path_hint(), exit_status_text()))
 
 
-class _Parser(argparse.ArgumentParser):
+_PARSER_CLASS = []
+
+
+def _parser_class():
     """An ArgumentParser whose epilog may be made only when help is shown
-    (the mount options' list imports every plugin)."""
+    (the mount options' list imports every plugin). Defined at first use:
+    argparse and what its help formatter imports are a fifth of the start of
+    a plain ``archfs unmount MOUNTPOINT``, which needs no parser."""
+    if not _PARSER_CLASS:
+        import argparse
 
-    def __init__(self, *args, epilog_factory=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._epilog_factory = epilog_factory
+        class _Parser(argparse.ArgumentParser):
+            def __init__(self, *args, epilog_factory=None, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._epilog_factory = epilog_factory
 
-    def format_help(self):
-        if self._epilog_factory is not None:
-            self.epilog, self._epilog_factory = self._epilog_factory(), None
-        return super().format_help()
+            def format_help(self):
+                if self._epilog_factory is not None:
+                    self.epilog, self._epilog_factory = self._epilog_factory(), None
+                return super().format_help()
+        _PARSER_CLASS.append(_Parser)
+    return _PARSER_CLASS[0]
 
 
 def _para(text: str) -> str:
@@ -84,10 +93,13 @@ class _Unused:
         return self
 
 
-def build_parser(only=None) -> argparse.ArgumentParser:
+def build_parser(only=None) -> "argparse.ArgumentParser":  # noqa: F821
     """The command line's parser; ``only``: build just that subcommand's."""
+    import argparse
+
     from archfs import completion
 
+    _Parser = _parser_class()
     parser = _Parser(
         prog="archfs", description=_para("Mount an archive (zip) or a directory as a "
                                          "read-write folder, or look into it without "
@@ -299,15 +311,28 @@ HANDLERS = {"mount": _mount, "unmount": _unmount, "umount": _unmount, "ls": _bro
             "cat": _browse, "info": _browse, "repair": _maintain, "compact": _maintain}
 
 
+def _plain_unmount(argv):
+    """The arguments of ``archfs unmount MOUNTPOINT`` without options (what a
+    script waiting for a save runs), read without a parser; else None."""
+    if len(argv) == 2 and argv[0] in ("unmount", "umount") and \
+            not argv[1].startswith("-") and "_ARGCOMPLETE" not in os.environ:
+        import types
+        return types.SimpleNamespace(command=argv[0], mountpoint=argv[1], lazy=False,
+                                     timeout=None, quiet=False)
+    return None
+
+
 def main(argv=None) -> int:
     argv = mount8_form(list(sys.argv[1:] if argv is None else argv))
-    wanted = argv[0] if argv and argv[0] in COMMANDS and "_ARGCOMPLETE" not in os.environ \
-        else None
-    parser = build_parser(only=wanted)
-    if "_ARGCOMPLETE" in os.environ:   # a shell asks for completions: answer and exit
-        from archfs import completion
-        completion.autocomplete(parser)
-    args = parser.parse_args(argv)     # a usage error exits with status 2 here
+    args = _plain_unmount(argv)
+    if args is None:
+        wanted = argv[0] if argv and argv[0] in COMMANDS and \
+            "_ARGCOMPLETE" not in os.environ else None
+        parser = build_parser(only=wanted)
+        if "_ARGCOMPLETE" in os.environ:   # a shell asks for completions: answer and exit
+            from archfs import completion
+            completion.autocomplete(parser)
+        args = parser.parse_args(argv)     # a usage error exits with status 2 here
     if args.command not in ("unmount", "umount"):   # which logs nothing
         import logging
         logging.basicConfig(level=logging.WARNING, format="archfs: %(message)s")

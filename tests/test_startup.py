@@ -64,11 +64,11 @@ try:
 finally:
     print(json.dumps(sorted(m for m in sys.modules
                             if m.startswith(("archfs.", "mfusepy", "hashlib", "logging",
-                                             "ctypes")))))
+                                             "ctypes", "argparse")))))
 """)
     assert "archfs.mount.unmount" in got
     for heavy in ("mfusepy", "archfs.mount.daemon", "archfs.archives", "hashlib", "logging",
-                  "ctypes"):
+                  "ctypes", "argparse"):
         assert heavy not in got, heavy
 
 
