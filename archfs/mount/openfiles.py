@@ -129,6 +129,8 @@ class OpenFiles(Namespace):
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writable:
             self._check_writable()
+        elif not self.archive.writable:
+            return self._open_read_only(path), True
         entry = self._acquire(path, writable)
         handle = Handle(entry, writable, bool(flags & os.O_APPEND))
         try:
@@ -141,6 +143,17 @@ class OpenFiles(Namespace):
             raise
         keep = self.cache.opened(path)
         return self._register(handle), keep
+
+    def _open_read_only(self, path: str) -> int:
+        """An open of a read-only archive: nothing can change, so the handle
+        gets an entry of its own, outside the table (no stat, no locks), and
+        the kernel may always keep its cached pages."""
+        entry = Entry(path, 0, in_archive=True)
+        entry.handles = 1
+        entry.retired = True        # never in the table: release has nothing to drop
+        handle = Handle(entry, False, False)
+        handle.reader = self.archive.open(path, "rb")
+        return self._register(handle)
 
     def create(self, path: str, mode: int, flags: int, owner=None) -> int:
         """open(2) with O_CREAT: a new file, or the existing one (cut only
@@ -196,7 +209,8 @@ class OpenFiles(Namespace):
                     handle.reader.close()
                 except Exception as exc:  # a reader that cannot close loses nothing
                     log.warning("closing the reader of /%s: %s", handle.entry.path, exc)
-        self._release_entry(handle.entry, handle.writable)
+        if not handle.entry.retired:
+            self._release_entry(handle.entry, handle.writable)
 
     def _release_entry(self, entry: Entry, writable: bool) -> None:
         with self._table_lock:

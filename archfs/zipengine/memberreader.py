@@ -37,10 +37,11 @@ from archfs.engine.memberfile import MemberFile
 from archfs.errors import CorruptMemberError, PasswordRequired
 from archfs.zipengine import aes
 from archfs.zipengine.codecs import make_decoder
-from archfs.zipengine.inflater import crc32
+from archfs.zipengine.inflater import crc32, errors as inflate_errors, raw_inflater
 from archfs.zipengine.prefetch import ChunkWindow, Prefetcher
 
 SMALL_MEMBER = 1 << 20
+DEFLATED = 8
 SEEK_SPACING = 2 << 20
 WINDOW = 4 << 20                  # more than the kernel's readahead asks for at once
 SEQUENTIAL_GAP = 256 << 10        # a read this close after the last one continues it
@@ -418,6 +419,8 @@ class MemberReader(MemberFile):
                 raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
             if crc32(data) != info.crc:
                 raise CorruptMemberError("%s: CRC mismatch" % info.name)
+        elif info.method == DEFLATED and info.decrypter is None:
+            data = self._inflate_whole()
         else:
             stream = DecodeStream(self._source, info, None)
             parts = []
@@ -425,6 +428,34 @@ class MemberReader(MemberFile):
                 parts.append(stream.next_chunk(OUTPUT_CHUNK))
             data = b"".join(parts)
         self._verdicts.mark_good(info.key)
+        return data
+
+    def _inflate_whole(self) -> bytes:
+        """A small deflated member in one read and one inflate call (what a
+        walk over many small files mostly opens), checked as DecodeStream
+        checks: the stream must end, give exactly the recorded size and CRC;
+        bytes after the stream's end are not data."""
+        info = self._info
+        packed = self._source.pread(info.csize, info.data_start)
+        if len(packed) != info.csize:
+            raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+        inflater = raw_inflater()
+        try:
+            data = inflater.decompress(packed, info.usize + 1)
+        except inflate_errors as exc:
+            raise CorruptMemberError("%s: broken deflate stream: %s" % (info.name, exc)) from None
+        if len(data) > info.usize:
+            raise CorruptMemberError("%s: member is larger than its recorded size %d"
+                                     % (info.name, info.usize))
+        if not inflater.eof:
+            raise CorruptMemberError("%s: compressed data ends before the member does"
+                                     % info.name)
+        if len(data) != info.usize:
+            raise CorruptMemberError("%s: member is %d bytes, its record says %d"
+                                     % (info.name, len(data), info.usize))
+        if crc32(data) != info.crc:
+            raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
+                                     % (info.name, info.crc, crc32(data)))
         return data
 
     # -- the one read primitive --------------------------------------------
