@@ -86,6 +86,18 @@ class fuse_entry_param(ctypes.Structure):
                 ("attr_timeout", ctypes.c_double), ("entry_timeout", ctypes.c_double)]
 
 
+class fuse_buf(ctypes.Structure):
+    """One buffer of a fuse_bufvec (memory only here; ``mem_size`` is 3.17's
+    addition at the end, zero and unread by older libraries)."""
+    _fields_ = [("size", ctypes.c_size_t), ("flags", ctypes.c_int), ("mem", ctypes.c_void_p),
+                ("fd", ctypes.c_int), ("pos", ctypes.c_int64), ("mem_size", ctypes.c_size_t)]
+
+
+class fuse_bufvec(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_size_t), ("idx", ctypes.c_size_t), ("off", ctypes.c_size_t),
+                ("buf", fuse_buf * 1)]
+
+
 _CB = ctypes.CFUNCTYPE
 # One entry per member of struct fuse_lowlevel_ops, in its order (3.0 - 3.16).
 OPS = [
@@ -176,6 +188,9 @@ session_destroy = _fn("fuse_session_destroy", None, ctypes.c_void_p)
 session_loop = _fn("fuse_session_loop", ctypes.c_int, ctypes.c_void_p)
 set_signal_handlers = _fn("fuse_set_signal_handlers", ctypes.c_int, ctypes.c_void_p)
 remove_signal_handlers = _fn("fuse_remove_signal_handlers", None, ctypes.c_void_p)
+# Puts data into the kernel's page cache of an inode (no request needed to read it).
+notify_store = _optional("fuse_lowlevel_notify_store", ctypes.c_int, ctypes.c_void_p,
+                         fuse_ino_t, ctypes.c_int64, ctypes.POINTER(fuse_bufvec), ctypes.c_int)
 # 3.12+: an opaque loop configuration; before: struct fuse_loop_config_v1
 loop_mt_312 = _optional("fuse_session_loop_mt_312", ctypes.c_int, ctypes.c_void_p,
                         ctypes.c_void_p)

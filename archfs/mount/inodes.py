@@ -18,12 +18,13 @@ ROOT = 1
 
 
 class Node:
-    __slots__ = ("parent", "name", "lookups")
+    __slots__ = ("parent", "name", "lookups", "stored")
 
     def __init__(self, parent: int, name: str):
         self.parent = parent
         self.name = name
         self.lookups = 0
+        self.stored = False     # its content was pushed into the kernel's page cache
 
 
 class InodeTable:
@@ -67,6 +68,15 @@ class InodeTable:
                 self._by_name[key] = ino
             self._nodes[ino].lookups += count
             return ino
+
+    def mark_stored(self, ino: int) -> bool:
+        """Note that ``ino``'s content went into the kernel's page cache;
+        False if that was done already (or the inode is unknown)."""
+        node = self._nodes.get(ino)
+        if node is None or node.stored:
+            return False
+        node.stored = True
+        return True
 
     def peek(self, parent: int, name: str) -> int:
         """The inode of ``name`` in ``parent`` if the kernel holds one, else 0."""

@@ -155,6 +155,15 @@ class OpenFiles(Namespace):
         handle.reader = self.archive.open(path, "rb")
         return self._register(handle)
 
+    def loaded(self, fh: int) -> Optional[bytes]:
+        """An open file's whole content, if its reader has it in memory
+        (a plugin reader says so with ``loaded()``); None otherwise."""
+        handle = self._handles.get(fh)
+        if handle is None or handle.reader is None or handle.entry.wfile is not None:
+            return None
+        loaded = getattr(handle.reader, "loaded", None)
+        return loaded() if loaded is not None else None
+
     def create(self, path: str, mode: int, flags: int, owner=None) -> int:
         """open(2) with O_CREAT: a new file, or the existing one (cut only
         with O_TRUNC) when another process made it first. ``owner`` is the

@@ -273,6 +273,11 @@ class ArchiveOperations(mfusepy.Operations):
         _skip_flush(fi)
         return 0
 
+    def loaded(self, fi):
+        """The whole content of an open file if its reader holds it in
+        memory already (else None): the binding may hand it to the kernel."""
+        return self.files.loaded(fi.fh)
+
     @fuse_errors
     def create(self, path, mode, fi):
         name = _name(path)

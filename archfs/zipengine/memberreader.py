@@ -372,6 +372,11 @@ class MemberReader(MemberFile):
     def name(self):
         return self._info.name
 
+    def loaded(self) -> Optional[bytes]:
+        """The member's whole content when it was decoded and checked at
+        open (small members), else None."""
+        return self._small
+
     @property
     def size(self) -> int:
         return self._info.usize
