@@ -31,7 +31,6 @@ inflater (e.g. a faster deflate) can be swapped in there alone.
 
 import bz2
 import lzma
-import zlib
 from typing import Callable, Optional
 
 from archfs.errors import CorruptMemberError, UnsupportedFeature
@@ -476,7 +475,7 @@ class Deflater:
     """Raw deflate at a given level, for members archfs writes."""
 
     def __init__(self, level: int):
-        self._c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        self._c = inflater.raw_deflater(level)
 
     def compress(self, data: bytes) -> bytes:
         return self._c.compress(data)
@@ -554,7 +553,7 @@ def method_flags(method: int) -> int:
 def compress_bytes(method: int, level: int, data: bytes) -> bytes:
     """``data`` compressed whole with ``method``."""
     if method == fmt.DEFLATED:
-        return zlib.compress(data, level)[2:-4]   # raw deflate: no zlib header/trailer
+        return inflater.deflate_raw(data, level)
     encoder = make_encoder(method, level)
     return encoder.compress(data) + encoder.finish()
 
@@ -563,4 +562,4 @@ def worth_compressing(sample: bytes, level: int) -> bool:
     """Whether deflate saves at least 3% on a sample (already-compressed data does not)."""
     if level <= 0 or not sample:
         return False
-    return len(zlib.compress(sample, 1)) < len(sample) * 0.97
+    return len(inflater.deflate_raw(sample, 1)) < len(sample) * 0.97
