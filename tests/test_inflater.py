@@ -54,3 +54,22 @@ def test_copied_decoder_resumes_where_it_was(use_fallback, request):
     broken = codecs.make_decoder(8)
     with pytest.raises(OSError):
         broken.decode(b"\xff" * 64, 1 << 20)
+
+
+@pytest.mark.parametrize("use_fallback", [False, True])
+def test_deflate_gives_raw_streams_any_inflater_reads(use_fallback, request):
+    """Members archfs writes are deflated by the same library choice (zlib-ng
+    is several times faster); zlib must read them back, whole and streamed."""
+    if use_fallback:
+        request.getfixturevalue("zlib_only")
+    data = b"".join(b"line %d of a small text file\n" % i for i in range(3000))
+    for level in (1, 6, 9):
+        whole = codecs.compress_bytes(8, level, data)
+        assert len(whole) < len(data) // 3
+        assert zlib.decompress(whole, -15) == data
+        encoder = codecs.make_encoder(8, level)
+        streamed = b"".join(encoder.compress(data[i:i + 5000])
+                            for i in range(0, len(data), 5000)) + encoder.finish()
+        assert zlib.decompress(streamed, -15) == data
+    assert codecs.worth_compressing(data, 6)
+    assert not codecs.worth_compressing(bytes(random.Random(3).randbytes(4096)), 6)
