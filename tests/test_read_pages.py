@@ -110,3 +110,26 @@ def test_members_that_cannot_be_read_are_still_refused_at_open(tmp_path, mounter
             with pytest.raises(PermissionError):
                 os.open(m.path / name, os.O_RDONLY)
     m.unmount()
+
+
+def test_a_plugin_without_xattrs_tells_the_kernel_once(tmp_path, mounter):
+    """getxattr answers ENOSYS where the plugin keeps no extended attributes,
+    so the kernel stops asking (it asks before the first write to every
+    file otherwise); users see EOPNOTSUPP, listxattr an empty list, also
+    for a file written but not copied back yet."""
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("old.txt", b"old\n")
+    m = mounter(archive, "commit_interval=60")
+    (m.path / "new.txt").write_bytes(b"new\n")
+    for name in ("old.txt", "new.txt"):
+        with pytest.raises(OSError) as exc:
+            os.getxattr(m.path / name, "user.comment")
+        assert exc.value.errno == errno.EOPNOTSUPP
+        assert os.listxattr(m.path / name) == []
+    with pytest.raises(FileNotFoundError):
+        os.listxattr(m.path / "missing.txt")
+    assert (m.path / "new.txt").read_bytes() == b"new\n"
+    m.unmount()
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read("new.txt") == b"new\n"

@@ -801,6 +801,12 @@ class LowLevelFUSE:
 
     @_request
     def _getxattr(self, req, ino, raw, size):
+        if not self.operations.xattrs:
+            # ENOSYS: the kernel stops asking for the rest of the mount. It
+            # asks for security.capability before every write to a file it
+            # has not checked yet, one round trip per file a cp -r makes.
+            ll.reply_err(req, errno.ENOSYS)
+            return
         value = self.operations.getxattr(self._path(ino), self._name(raw))
         self._reply_sized(req, value, size)
 

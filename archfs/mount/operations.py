@@ -42,7 +42,7 @@ import time
 from itertools import repeat
 from operator import itemgetter, methodcaller
 
-from archfs.archives.abstractarchive import MemberStat
+from archfs.archives.abstractarchive import AbstractArchive, MemberStat
 from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
 from archfs.mount.entry import is_hidden_name
 from archfs.mount import fuselib
@@ -104,6 +104,9 @@ class ArchiveOperations(mfusepy.Operations):
         # the binding serving the mount sets another (lowlevel.py does)
         self.caller_context = None
         self.stats = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
+        # whether the plugin keeps extended attributes at all (one that does
+        # overrides getxattr); a binding may tell the kernel there are none
+        self.xattrs = type(self.archive).getxattr is not AbstractArchive.getxattr
 
     # -- life cycle ----------------------------------------------------------
 
@@ -198,7 +201,11 @@ class ArchiveOperations(mfusepy.Operations):
 
     @fuse_errors
     def listxattr(self, path):
-        return self.archive.listxattr(_name(path))
+        name = _name(path)
+        if not self.xattrs:     # also for a file not copied back yet
+            self.files.stat(name)
+            return []
+        return self.archive.listxattr(name)
 
     @fuse_errors
     def getxattr(self, path, name, position=0):
