@@ -107,6 +107,9 @@ class ArchiveOperations(mfusepy.Operations):
         # whether the plugin keeps extended attributes at all (one that does
         # overrides getxattr); a binding may tell the kernel there are none
         self.xattrs = type(self.archive).getxattr is not AbstractArchive.getxattr
+        # reads of a remote archive wait on the network: a binding keeps
+        # several threads for them
+        self.remote = not getattr(getattr(self.archive, "transport", None), "is_local", True)
 
     # -- life cycle ----------------------------------------------------------
 
