@@ -24,13 +24,13 @@ def _threads_left(pid: int) -> int:
     left = 0
     try:
         tasks = os.listdir("/proc/%d/task" % pid)
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):    # reaped meanwhile
         return 0
     for task in tasks:
         try:
             with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, IndexError):
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         if state not in ("Z", "X"):
             left += 1
