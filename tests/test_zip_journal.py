@@ -53,6 +53,18 @@ def ends_with_end_record(path) -> bool:
         os.close(fd)
 
 
+def assert_directories_before_contents(path) -> list:
+    """Every directory entry comes before the entries inside it (unzip
+    restores a directory's time only when it comes first)."""
+    with zipfile.ZipFile(path) as z:
+        names = [i.filename for i in z.infolist()]
+    for i, name in enumerate(names):
+        parent = name.rstrip("/").rpartition("/")[0]
+        while parent:
+            assert parent + "/" in names[:i], (name, names)
+            parent = parent.rpartition("/")[0]
+    return names
+
 def test_a_commit_costs_what_it_changes_and_close_leaves_a_zip(tmp_path):
     path = many_members(tmp_path / "many.zip", 5000)
     size = os.path.getsize(path)
@@ -218,13 +230,7 @@ def test_directories_come_before_their_contents(tmp_path):
         store.utime("pkg", times["pkg"])
         store.commit()
         store.close()
-        with zipfile.ZipFile(path) as z:
-            names = [i.filename for i in z.infolist()]
-        for i, name in enumerate(names):
-            parent = name.rstrip("/").rpartition("/")[0]
-            while parent:
-                assert parent + "/" in names[:i], (name, names)
-                parent = parent.rpartition("/")[0]
+        names = assert_directories_before_contents(path)
         out = tmp_path / ("out%d" % journal_from)
         subprocess.run(["unzip", "-q", "-o", str(path), "-d", str(out)], check=True)
         for name, ns in times.items():
@@ -358,13 +364,7 @@ def test_rsync_a_into_a_mount_keeps_directory_times_for_unzip(tmp_path, mounter)
     m = mounter(archive, "commit_interval=0")
     run(["rsync", "-a", str(source) + "/", str(m.path) + "/"])
     m.unmount()
-    with zipfile.ZipFile(archive) as z:
-        names = [i.filename for i in z.infolist()]
-    for i, name in enumerate(names):
-        parent = name.rstrip("/").rpartition("/")[0]
-        while parent:
-            assert parent + "/" in names[:i], (name, names)
-            parent = parent.rpartition("/")[0]
+    names = assert_directories_before_contents(archive)
     out = tmp_path / "out"
     run(["unzip", "-q", str(archive), "-d", str(out)])
     for path, stamp in stamps.items():

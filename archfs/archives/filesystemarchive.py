@@ -192,6 +192,17 @@ class FilesystemArchive(AbstractArchive):
         except OSError as exc:
             raise _archfs_error(exc, name) from None
 
+    def _existing_for_change(self, path: str) -> Tuple[str, str, os.stat_result]:
+        """(name, local path, lstat) of a member about to change; the archive
+        must be writable and the member exist."""
+        self._check_writable()
+        name = member_name(path)
+        local = self._local(name)
+        st = self._lstat(local, name)
+        if st is None:
+            raise NoSuchFile("no such member: %s" % name)
+        return name, local, st
+
     def _writable_path(self, member) -> Tuple[str, str]:
         """Check the archive is writable and ``member`` is not the root."""
         self._check_writable()
@@ -510,12 +521,7 @@ class FilesystemArchive(AbstractArchive):
 
     def chmod(self, path: str, mode: int) -> None:
         """Set permission bits; NotSupported on a symlink (Linux has no lchmod)."""
-        self._check_writable()
-        name = member_name(path)
-        local = self._local(name)
-        st = self._lstat(local, name)
-        if st is None:
-            raise NoSuchFile("no such member: %s" % name)
+        name, local, st = self._existing_for_change(path)
         if _stat.S_ISLNK(st.st_mode):
             raise NotSupported("cannot chmod a symlink: %s" % name)
         self._call(os.chmod, name, local, mode & 0o7777)
@@ -523,12 +529,7 @@ class FilesystemArchive(AbstractArchive):
 
     def utime(self, path: str, mtime_ns, atime_ns=None) -> None:
         """Set mtime and/or atime (of a symlink itself, not its target)."""
-        self._check_writable()
-        name = member_name(path)
-        local = self._local(name)
-        st = self._lstat(local, name)
-        if st is None:
-            raise NoSuchFile("no such member: %s" % name)
+        name, local, st = self._existing_for_change(path)
         self._call(os.utime, name, local,
                    ns=(st.st_atime_ns if atime_ns is None else atime_ns,
                        st.st_mtime_ns if mtime_ns is None else mtime_ns),
@@ -537,12 +538,7 @@ class FilesystemArchive(AbstractArchive):
 
     def chown(self, path: str, uid, gid) -> None:
         """Change the owner (of a symlink itself); None keeps that part."""
-        self._check_writable()
-        name = member_name(path)
-        local = self._local(name)
-        st = self._lstat(local, name)
-        if st is None:
-            raise NoSuchFile("no such member: %s" % name)
+        name, local, st = self._existing_for_change(path)
         self._call(os.chown, name, local, -1 if uid is None else uid,
                    -1 if gid is None else gid, follow_symlinks=False)
         self._mark_metadata(local, st)

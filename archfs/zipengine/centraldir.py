@@ -135,12 +135,17 @@ def _shift_fits(fd: int, end: EndRecord) -> bool:
 
 def first_local_header(fd: int, limit: int) -> int:
     """Position of the first local header signature before ``limit``, or -1."""
-    pos = 0
+    return next_local_signature(fd, 0, limit)
+
+
+def next_local_signature(fd, pos: int, limit: int) -> int:
+    """Where the next local header signature at or after ``pos`` starts
+    (before ``limit``), or -1: the search of salvage and lenient reading."""
     while pos < limit:
         block = pread_exact(fd, min(SCAN_BLOCK + 3, limit - pos), pos)
-        found = block.find(fmt.LOCAL_SIG)
-        if found >= 0:
-            return pos + found
+        hit = block.find(fmt.LOCAL_SIG)
+        if hit >= 0:
+            return pos + hit
         pos += SCAN_BLOCK
     return -1
 

@@ -34,10 +34,11 @@ from archfs.zipengine.centraldir import (
     _mark_overlaps,
     describe_unreadable,
     first_local_header,
+    next_local_signature,
     pread_exact,
 )
 from archfs.zipengine.entries import EntryTable
-from archfs.zipengine.localheader import measure_stream, next_local_signature, read_local_member
+from archfs.zipengine.localheader import measure_stream, read_local_member
 from archfs.zipengine.names import decode_name, safe_path
 from archfs.zipengine.tree import Tree
 

@@ -52,18 +52,6 @@ def read_local_member(fd, at: int, limit: int) -> Optional[LocalMember]:
     return LocalMember(name, nlen, flags, method, crc, csize, usize, mtime_ns, data_start)
 
 
-def next_local_signature(fd, pos: int, limit: int) -> int:
-    """Where the next local header signature at or after ``pos`` starts
-    (before ``limit``), or -1: the search of salvage and lenient reading."""
-    while pos < limit:
-        block = pread_exact(fd, min(SCAN_BLOCK + 3, limit - pos), pos)
-        hit = block.find(fmt.LOCAL_SIG)
-        if hit >= 0:
-            return pos + hit
-        pos += SCAN_BLOCK
-    return -1
-
-
 def measure_stream(fd, start: int, limit: int, method: int) -> Optional[Tuple[int, int, int]]:
     """(end, size, CRC-32) of the output of the deflate or bzip2 stream at
     ``start``, which ends by itself before ``limit``; None if it does not,

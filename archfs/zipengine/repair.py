@@ -23,9 +23,10 @@ from typing import Callable, List, NamedTuple, Optional
 
 from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
-from archfs.zipengine.centraldir import pread_exact, read_central_directory, read_end
+from archfs.zipengine.centraldir import (next_local_signature, pread_exact,
+                                         read_central_directory, read_end)
 from archfs.zipengine.entries import NO_OWNER
-from archfs.zipengine.localheader import measure_stream, next_local_signature, read_local_member
+from archfs.zipengine.localheader import measure_stream, read_local_member
 from archfs.zipengine.names import safe_path
 
 SCAN = 1 << 20

@@ -107,9 +107,9 @@ class FirstEntry:
             return "compact"
         row = t.row(r)
         # the full header (times, owner: what unzip restores from) where it fits
-        aes = AES_EXTRA_SIZE if row.method == fmt.AES_MARKER else 0
-        times = _full_header_fits(row.name, row.is_dir, row.csize + aes, row.usize, row.mtime_ns,
-                                  row.unix, row.mode, hole)
+        kept = AES_EXTRA_SIZE if row.method == fmt.AES_MARKER else 0
+        times = _full_header_fits(row.name, row.is_dir, row.csize, row.usize, row.mtime_ns,
+                                  row.unix, row.mode, hole - kept)
         written = writer.append_copy(fd, start, row.name, row.is_dir, fd, found[1], row.csize,
                                      row.usize, row.crc, row.method, row.flags, row.mtime_ns,
                                      times=times, dos=row.dos, unix=row.unix, mode=row.mode,
