@@ -322,9 +322,74 @@ def _plain_unmount(argv):
     return None
 
 
+def _mount_source(argv):
+    """The SOURCE of ``archfs mount ... SOURCE MOUNTPOINT``, else None."""
+    if not argv or argv[0] != "mount":
+        return None
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help", "--"):
+            return None
+        if arg in _MOUNT_VALUE_FLAGS:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return arg
+        i += 1
+    return None
+
+
+_MOUNT_FLAGS = {"-f": "foreground", "--foreground": "foreground", "-q": "quiet",
+                "--quiet": "quiet"}
+
+
+def _plain_mount(argv):
+    """The arguments of a plain ``archfs mount`` (SOURCE MOUNTPOINT with
+    -o, -f, -v, -q, --log-file as separate words), read without argparse,
+    whose imports are a noticeable part of a second mount's start; None for
+    anything else (help, errors, other spellings), which argparse reads."""
+    if not argv or argv[0] != "mount" or "_ARGCOMPLETE" in os.environ:
+        return None
+    import types
+    args = types.SimpleNamespace(command="mount", options=[], foreground=False, verbose=0,
+                                 quiet=False, log_file=None)
+    positional = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _MOUNT_VALUE_FLAGS:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            if arg == "-o":
+                args.options.append(argv[i + 1])
+            else:
+                args.log_file = argv[i + 1]
+            i += 2
+            continue
+        if arg in _MOUNT_FLAGS:
+            setattr(args, _MOUNT_FLAGS[arg], True)
+        elif arg == "--verbose" or (len(arg) > 1 and arg.strip("v") == "-"):
+            args.verbose += 1 if arg == "--verbose" else len(arg) - 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            positional.append(arg)
+        i += 1
+    if len(positional) != 2:
+        return None
+    args.archive, args.mountpoint = positional
+    return args
+
+
 def main(argv=None) -> int:
+    command = argv is None                # the command itself, not a caller in Python
     argv = mount8_form(list(sys.argv[1:] if argv is None else argv))
-    args = _plain_unmount(argv)
+    source = _mount_source(argv) if command else None
+    if source is not None and "_ARGCOMPLETE" not in os.environ:
+        from archfs import startup       # the disk reads ahead while we start (see there)
+        startup.prefetch(source)
+    args = _plain_unmount(argv) or _plain_mount(argv)
     if args is None:
         wanted = argv[0] if argv and argv[0] in COMMANDS and \
             "_ARGCOMPLETE" not in os.environ else None

@@ -9,18 +9,17 @@ makes it stale. No code is ever loaded from it (no pickle): a damaged or
 foreign file fails to load and is ignored.
 """
 
-import hashlib
 import json
 import logging
 import os
 import struct
-import tempfile
 from array import array
 from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 
 log = logging.getLogger("archfs.index")
 
 MAGIC = b"ARCHFSIX"
+KINDS = ("zip", "tar")     # the formats that save an index (see archfs.startup)
 _LENGTH = struct.Struct("<Q")
 T = TypeVar("T")
 
@@ -32,9 +31,22 @@ def cache_dir() -> str:
 
 def cache_file(path: str, directory: Optional[str], kind: str) -> str:
     name = path if "://" in path else os.path.realpath(path)    # a URL names itself
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape"))
+    digest = _sha256(name.encode("utf-8", "surrogateescape"))
     suffix = ".idx" if kind == "zip" else "." + kind + ".idx"
     return os.path.join(directory or cache_dir(), digest.hexdigest()[:32] + suffix)
+
+
+def _sha256(data: bytes):
+    """hashlib's sha256 without hashlib where CPython has its own module:
+    hashlib loads OpenSSL's libcrypto, a noticeable part of a second mount's
+    start from a cold page cache."""
+    for name in ("_sha2", "_sha256"):        # 3.12 and later, 3.10-3.11
+        try:
+            return __import__(name).sha256(data)
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+    return hashlib.sha256(data)
 
 
 def file_key(path: str, identity, kind: str, version: int) -> dict:
@@ -70,6 +82,8 @@ def save(path: str, key: dict, header: dict, sections: List[Iterable],
          directory: Optional[str] = None) -> None:
     """Write an index (silently skipped when it cannot be). Each section is
     an iterable of bytes-like pieces, written without joining them."""
+    import tempfile
+
     target = cache_file(path, directory, key["kind"])
     try:
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)

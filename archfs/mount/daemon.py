@@ -24,7 +24,7 @@ import sys
 import time
 from typing import List, NamedTuple, Optional
 
-from archfs import exitcodes, sources
+from archfs import exitcodes, sources, startup
 from archfs.engine import transports
 from archfs.errors import ArchiveBusy
 from archfs.mount import fuselib, preflight, statefiles
@@ -141,8 +141,11 @@ class StderrCapture:
     error; released (and replayed into the log) once the mount is live."""
 
     def __init__(self):
-        import tempfile
-        self._file = tempfile.TemporaryFile()
+        if hasattr(os, "memfd_create"):    # tempfile's imports cost a mount's start
+            self._file = os.fdopen(os.memfd_create("archfs-stderr"), "w+b")
+        else:
+            import tempfile
+            self._file = tempfile.TemporaryFile()
         sys.stderr.flush()
         self._saved = os.dup(2)
         os.dup2(self._file.fileno(), 2)
@@ -266,8 +269,10 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
 
     os.chdir("/")  # do not keep the caller's directory busy (the archive is open now)
     capture = None
+    ready: list = []            # what was loaded when the mount went live
 
     def on_ready():
+        ready.append(startup.snapshot())
         if capture is not None:
             capture.release(logging.DEBUG)  # only libfuse's notes once it mounted
         if request.options.readahead_kb:
@@ -325,6 +330,9 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     if request.lock_fd is not None:
         statefiles.unlock_archive(_lock_path(request), request.lock_fd)
     statefiles.write_exit(request.mountpoint, status, problem)
+    if ready:
+        startup.record(ready[0])        # what the next mount reads ahead (archfs.startup)
+    startup.reap()
     return status
 
 

@@ -33,7 +33,6 @@ chmod). What archfs decides itself:
 
 import ctypes
 import errno
-import hashlib
 import logging
 import os
 import stat as _stat
@@ -47,6 +46,11 @@ from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
 from archfs.mount.entry import is_hidden_name
 from archfs.mount import fuselib
 from archfs.mount.errnomap import fuse_errors
+
+try:                      # hashlib's own blake2b, without hashlib's OpenSSL (start-up cost)
+    from _blake2 import blake2b as _blake2b
+except ImportError:       # pragma: no cover  (an interpreter without the module)
+    from hashlib import blake2b as _blake2b
 
 mfusepy = fuselib.load()
 log = logging.getLogger("archfs.mount")
@@ -508,7 +512,7 @@ class ArchfsFUSE(mfusepy.FUSE):
 def path_ino(path: str) -> int:
     """An inode number for a path the plugin does not number: a 62-bit hash
     with bit 62 set, apart from any plugin's own numbers."""
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    digest = _blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return (int.from_bytes(digest, "little") & ((1 << 62) - 1)) | (1 << 62)
 
 
