@@ -88,7 +88,7 @@ class DirNode:
 
     def __init__(self, row: int = -1):
         self._files: Dict[str, int] = {}      # name -> row of a non-directory
-        self._saved = None                    # (names, rows, cut) until first use
+        self._saved = None                    # (table, rows, cut) until first use
         self.subdirs: Dict[str, None] = {}    # names of subdirectories, in order
         self.row = row                        # explicit entry, or -1 if implied
 
@@ -99,8 +99,10 @@ class DirNode:
         second mount then costs per directory, not per member."""
         saved = self._saved
         if saved is not None:
-            names, rows, cut = saved
-            self._files = dict(zip(map(cut, map(names.__getitem__, rows)), rows))
+            table, rows, cut = saved
+            if len(rows):             # (a loaded tar table splits its names now)
+                names = table.names
+                self._files = dict(zip(map(cut, map(names.__getitem__, rows)), rows))
             self._saved = None
         return self._files
 
@@ -159,7 +161,6 @@ class Tree(BaseTree):
         if not len(dir_paths) == len(dir_rows) == len(counts) or sum(counts) != len(order):
             raise ValueError("saved tree is inconsistent")
         tree = cls(table)
-        names = table.names
         dirs = tree.dirs
         at = 0
         for path, row, count in zip(dir_paths, dir_rows, counts):
@@ -170,7 +171,7 @@ class Tree(BaseTree):
             rows = order[at:at + count]
             at += count
             node._files = {}
-            node._saved = (names, rows, itemgetter(slice(len(path) + 1 if path else 0, None)))
+            node._saved = (table, rows, itemgetter(slice(len(path) + 1 if path else 0, None)))
         for path in dir_paths:
             if path:
                 parent, _, base = path.rpartition("/")

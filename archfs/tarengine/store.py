@@ -235,7 +235,7 @@ class TarStore:
         try:
             n = header["rows"]
             t = TarTable()
-            t.names = indexcache.split_names(sections[0], n)
+            t.set_saved_names(sections[0], n)
             for i, (name, code) in enumerate((("header", "Q"), ("data", "Q"), ("size", "Q"),
                                               ("usize", "Q"), ("mtime_ns", "q"), ("mode", "I"),
                                               ("uid", "I"), ("gid", "I"))):

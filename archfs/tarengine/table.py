@@ -9,13 +9,38 @@ targets, device numbers, sparse maps, extended attributes, damage.
 """
 
 import stat
+import threading
 from array import array
 from typing import Dict, List, Tuple
 
 NO_OWNER = 0xFFFFFFFF
 
 
+class _SavedNames:
+    """``TarTable.names`` of a table loaded from a saved index: split from
+    the saved NUL-joined text at first use, not while the mount starts
+    (splitting 100,000 names is a good part of loading the index, and a
+    listing of the top directory needs none of them). Once split, the list
+    sits in the instance and this descriptor is out of the way."""
+
+    _lock = threading.Lock()
+
+    def __get__(self, table, owner=None):
+        if table is None:
+            return self
+        with self._lock:
+            names = table.__dict__.get("names")
+            if names is None:
+                data, count = table._saved_names
+                names = data.decode("utf-8", "surrogateescape").split("\x00") if count else []
+                table.__dict__["names"] = names
+                table._saved_names = None
+        return names
+
+
 class TarTable:
+    names = _SavedNames()
+
     def __init__(self):
         self.names: List[str] = []
         self.header = array("Q")
@@ -35,7 +60,16 @@ class TarTable:
         self.bad: Dict[int, str] = {}          # row -> why its data cannot be read
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.mode)
+
+    def set_saved_names(self, data: bytes, count: int) -> None:
+        """The names as an index saved them (``count`` NUL-joined UTF-8
+        names), split when first used. The count is checked now, so a
+        damaged index is refused while loading, not at first use."""
+        if (data.count(b"\x00") + 1 if count else len(data)) != count:
+            raise ValueError("index holds a different number of names than %d" % count)
+        self.__dict__.pop("names", None)
+        self._saved_names = (bytes(data), count)
 
     def add(self, name: str, header: int, data: int, size: int, usize: int,
             mtime_ns: int, mode: int, uid: int = NO_OWNER, gid: int = NO_OWNER) -> int:
