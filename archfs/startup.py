@@ -164,12 +164,16 @@ def reap() -> None:
 
 
 def _advise(path: str, offset: int = 0, length: int = 0) -> None:
+    """Ask for a regular file's bytes (a FIFO or device named in a damaged
+    list is opened without waiting and left alone)."""
+    import stat
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
     finally:

@@ -155,6 +155,8 @@ def load_with(path: str, key: dict, build: Callable[[dict, int, Callable[[], byt
 
 def _read_section(f) -> bytes:
     size = _LENGTH.unpack(f.read(8))[0]
+    if size > os.fstat(f.fileno()).st_size - f.tell():   # a damaged length: no huge read
+        raise ValueError("index is cut short")
     data = f.read(size)
     if len(data) != size:
         raise ValueError("index is cut short")
