@@ -181,23 +181,17 @@ def _advise(path: str, offset: int = 0, length: int = 0) -> None:
 
 
 def _read_ahead(archive: str) -> None:
-    local = "://" not in archive
-    if local:
-        _advise_archive(archive)
-        for path in index_files(archive):
-            _advise(path)
+    files, dirs = [], []
     try:
         with open(manifest_path()) as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeError):
-        return
-    if not lines or lines[0] != _key():
-        return
-    files, dirs = [], []
-    for path in lines[1:MAX_FILES + 1]:
-        if path.startswith("/"):
-            (files if path.endswith((".pyc", ".so", ".py")) or ".so." in path
-             else dirs).append(path)
+        lines = []
+    if lines and lines[0] == _key():
+        for path in lines[1:MAX_FILES + 1]:
+            if path.startswith("/"):
+                (files if path.endswith((".pyc", ".so", ".py")) or ".so." in path
+                 else dirs).append(path)
     # Opening a file whose inode is not cached waits for the disk: several
     # threads keep several such reads in flight (they wait outside the GIL).
     import threading
@@ -206,6 +200,10 @@ def _read_ahead(archive: str) -> None:
              for i in range(THREADS)]
     for thread in work:
         thread.start()
+    if "://" not in archive:          # needed after the modules: asked for meanwhile
+        _advise_archive(archive)
+        for path in index_files(archive):
+            _advise(path)
     for thread in work:
         thread.join()
 
@@ -234,6 +232,20 @@ def _advise_archive(archive: str) -> None:
 
 
 def index_files(archive: str) -> list:
-    """Where a saved index of ``archive`` would be, for each format that keeps one."""
-    from archfs.engine import indexcache
-    return [indexcache.cache_file(archive, None, kind) for kind in indexcache.KINDS]
+    """Where a saved index of ``archive`` would be in the default directory,
+    for each format that keeps one: ``archfs.engine.indexcache.cache_file``'s
+    names, made here without importing it (its imports are what the helper
+    should be reading ahead, not waiting for)."""
+    name = os.path.realpath(archive).encode("utf-8", "surrogateescape")
+    digest = None
+    for module in ("_sha2", "_sha256"):         # 3.12 and later, 3.10-3.11
+        try:
+            digest = __import__(module).sha256(name).hexdigest()[:32]
+            break
+        except (ImportError, AttributeError):
+            continue
+    if digest is None:
+        import hashlib
+        digest = hashlib.sha256(name).hexdigest()[:32]
+    base = os.path.join(_cache_base(), "index", digest)
+    return [base + ".idx", base + ".tar.idx"]

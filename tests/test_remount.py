@@ -231,6 +231,7 @@ def test_the_helper_reads_ahead_and_ends(cache, tgz):
     find the saved index where the plugin saves it."""
     tarstore.TarStore(str(tgz)).close()
     assert str(_index_of(tgz)) in startup.index_files(str(tgz))
+    assert indexcache.cache_file(str(tgz), None, "zip") in startup.index_files(str(tgz))
     code = ("import sys; from archfs import startup; startup.prefetch(sys.argv[1]); "
             "import os; pid = startup._helper[0]; _, status = os.waitpid(pid, 0); "
             "print(os.waitstatus_to_exitcode(status))")

@@ -19,7 +19,6 @@ from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 log = logging.getLogger("archfs.index")
 
 MAGIC = b"ARCHFSIX"
-KINDS = ("zip", "tar")     # the formats that save an index (see archfs.startup)
 _LENGTH = struct.Struct("<Q")
 T = TypeVar("T")
 
