@@ -7,10 +7,11 @@ directories the importer lists), one after the other, each only when the
 import before it has run. The files are the same on every mount, so the
 daemon writes their names down once the mount is live (``record``), and
 the next ``archfs mount`` forks a helper at its very start (``prefetch``)
-that asks the kernel for all of them at once (``posix_fadvise``
-WILLNEED: the reads are queued, nothing waits), with the saved index and
-the head and tail of the archive. The mount then finds most of what it
-needs already read, or on its way.
+that asks the kernel for all of them (``posix_fadvise`` WILLNEED queues a
+file's reads; a few threads wait for the inodes), then for the saved
+index and the head and tail of the archive. The mount then finds most of
+what it needs already read, or on its way, instead of waiting for each
+read in turn.
 
 The list is only a hint: a missing or stale one costs nothing but the
 reads it names, and nothing in it is ever executed or trusted.
@@ -150,6 +151,11 @@ def prefetch(archive: str) -> None:
     except BaseException:
         pass
     os._exit(0)
+
+
+def disown() -> None:
+    """In a forked daemon: the helper is the command's child, not ours."""
+    _helper.clear()
 
 
 def reap() -> None:

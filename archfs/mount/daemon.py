@@ -413,6 +413,7 @@ def run_background(request: MountRequest) -> int:
     pid = os.fork()
     if pid == 0:  # the daemon
         status = exitcodes.INTERNAL
+        startup.disown()
         try:
             os.close(read_fd)
             os.setsid()
