@@ -61,9 +61,10 @@ def test_dirents_are_packed_as_the_kernel_reads_them(plus):
     entries = [(".", stat.S_IFDIR), ("..", stat.S_IFDIR), ("a", stat.S_IFREG),
                ("dir-name", stat.S_IFDIR), ("l\u00e9nk", stat.S_IFLNK),
                ("bad-\udcff", stat.S_IFREG, 4242)]    # the plugin's inode number
-    records, ends = pack_dirents(entries, plus=plus)
-    assert ends[-1] == sum(map(len, records)) and all(len(r) % 8 == 0 for r in records)
-    parsed = _parse(b"".join(records), plus)
+    packed = pack_dirents(entries, plus=plus)
+    assert packed.ends[-1] == len(packed.blob) and all(e % 8 == 0 for e in packed.ends)
+    assert packed.dirs == [0, 1, 3]
+    parsed = _parse(packed.blob, plus)
     assert [p[2] for p in parsed] == [b".", b"..", b"a", b"dir-name", "lénk".encode(),
                                       b"bad-\xff"]
     assert [p[1] for p in parsed] == [1, 2, 3, 4, 5, 6]     # offset of the next entry
