@@ -227,3 +227,34 @@ def test_readdir_offsets_resume_at_the_right_entry(api, tmp_path, mounter):
         _check_listing(entries, expected)
         assert calls > 50
     assert sorted(os.listdir(m.path / "o")) == sorted(expected)
+
+
+def test_find_over_a_nested_tree_lists_every_path_once(tmp_path, mounter):
+    """Walkers read listings depth first; a read-only mount packs the one
+    they will most likely ask next (a first subdirectory, a next sibling, a
+    parent's next sibling) while they take in the end of the last."""
+    archive = tmp_path / "n.zip"
+    expected = set()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for a in range(4):
+            for b in range(a + 1):              # uneven fan-out: some leaves early
+                for c in range(3):
+                    name = "t/a%d/b%d/c%d.txt" % (a, b, c)
+                    zf.writestr(name, name.encode())
+                    expected.add(name)
+            zf.writestr("t/a%d/top.txt" % a, b"")
+            expected.add("t/a%d/top.txt" % a)
+        zf.writestr("t/a1/b0/deep/er/x.txt", b"x")
+        expected.add("t/a1/b0/deep/er/x.txt")
+    dirs = {p.rsplit("/", k)[0] for p in expected for k in range(1, p.count("/") + 1)}
+    m = mounter(archive, "ro")
+    for _ in range(2):      # the second walk: listings the kernel keeps
+        out = subprocess.run(["find", str(m.path)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        rel = [os.path.relpath(p, m.path) for p in out[1:]]
+        assert sorted(rel) == sorted(expected | dirs)
+    assert (m.path / "t/a1/b0/deep/er/x.txt").read_bytes() == b"x"
+    for d in sorted(dirs):
+        names = set(os.listdir(m.path / d))
+        assert names == {p[len(d) + 1:].split("/")[0] for p in expected | dirs
+                         if p.startswith(d + "/")}

@@ -7,9 +7,10 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 
 from archfs.mount import fusell as ll
-from archfs.mount.llcommon import request
+from archfs.mount.llcommon import log, request
 
 LISTINGS_KEPT = 16      # read-only mounts: listings kept for readdirs without opendir
+SIBLINGS_KEPT = 1 << 18     # read-only mounts: subdirectory order remembered for walkers
 _DIR = 0o040000
 _TYPE = 0o170000
 
@@ -122,6 +123,10 @@ class _PlusPolicy:
             return False
         return self.count % self.PROBE != 0
 
+    def bare_now(self) -> bool:
+        """Whether listings go out bare at present (without counting a listing)."""
+        return self.bare < 32 or self.hits * 2 < self.bare
+
     def listed_bare(self, ino: int, entries: int) -> None:
         self.bare += entries
         if self.bare > self.WINDOW:
@@ -144,8 +149,7 @@ class DirRequests:
     def _stream(self, ino: int, fi) -> _DirStream:
         """The listing a readdir continues: its opendir's, or on a read-only
         mount without opendir requests the inode's (listings never change)."""
-        fh = fi.contents.fh
-        if fh == 0 and self._no_opendir:
+        if self._no_opendir:        # no opendir, so no handle: fh is 0
             listings = self._listings
             stream = listings.get(ino)
             if stream is not None:
@@ -162,7 +166,7 @@ class DirRequests:
                 if len(listings) > LISTINGS_KEPT:
                     listings.popitem(last=False)
                 return stream
-        stream = self._dirs.get(fh)
+        stream = self._dirs.get(fi.contents.fh)
         if stream is None:
             raise OSError(errno.EBADF, "bad directory handle")
         return stream
@@ -240,11 +244,16 @@ class DirRequests:
         for them), else with only the subdirectories' (find)."""
         stream = self._stream(ino, fi)
         entries = self._entries(stream, offset, fi)
+        policy = self._plus
         if offset >= len(entries):      # the end: every listing ends with one of these
             ll.reply_buf(req, b"", 0)
+            if self._no_opendir and policy.bare_now():
+                try:
+                    self._prepare_next(ino, stream)
+                except Exception:       # replied already: nothing may escape now
+                    log.debug("preparing the next listing failed", exc_info=True)
             return
         base = stream.path if stream.path.endswith("/") else stream.path + "/"
-        policy = self._plus
         if policy.with_attributes(ino):
             self._reply_full(req, ino, base, entries, size, offset)
             return
@@ -274,9 +283,64 @@ class DirRequests:
                 at = ends[index]
             parts.append(blob[at:end])
             data = b"".join(parts)
+            if self._no_opendir and given:
+                self._note_siblings(given)
         self._reply_plus(req, data, given)
         if policy.learning:
             policy.listed_bare(ino, (stop - offset) - (last - first))
+
+    # -- walkers' next listing (read-only mounts) ---------------------------------
+    #
+    # find and grep -r read directories in listing order, depth first. While
+    # the walker takes in the end of one listing (a request for the end, then
+    # closing it, opening the next), the one thread of a read-only mount is
+    # idle: it packs the listing the walker will most likely ask next, the
+    # directory's first subdirectory or else the next subdirectory after it
+    # or after one of its parents.
+
+    def _note_siblings(self, children: list) -> None:
+        """Subdirectory inodes given in one reply, in listing order."""
+        after = self._next_sibling
+        if len(after) > SIBLINGS_KEPT:
+            after.clear()
+        for before, child in zip(children, children[1:]):
+            after[before] = child
+        last = children[-1]
+        if last not in after:
+            after[last] = 0
+
+    def _prepare_next(self, ino: int, stream: _DirStream) -> None:
+        packed = stream.bare
+        nxt = 0
+        if packed is not None:
+            for index in packed.dirs:
+                name = stream.entries[index][0]
+                if name != "." and name != "..":
+                    nxt = self.inodes.peek(ino, name)
+                    break
+        at, after, parent_of = ino, self._next_sibling, self.inodes.parent
+        for _ in range(64):
+            if nxt or not at:
+                break
+            nxt = after.get(at, 0)
+            at = parent_of(at)
+        if not nxt or nxt in self._listings:
+            return
+        path = self.inodes.path(nxt)
+        if path is None:
+            return
+        try:
+            entries = self.operations.readdir(path, None)
+        except OSError:         # the walker's own request will say what is wrong
+            return
+        bare = pack_dirents(entries, self.encoding, self.errors, plus=True)
+        with self._listings_lock:
+            if nxt in self._listings:
+                return
+            ahead = self._listings[nxt] = _DirStream(path)
+            ahead.entries, ahead.bare = entries, bare
+            if len(self._listings) > LISTINGS_KEPT:
+                self._listings.popitem(last=False)
 
     def _reply_full(self, req, ino: int, base: str, entries, size: int, offset: int) -> None:
         """Every entry from ``offset`` on with its attributes, as many as fit."""

@@ -79,6 +79,7 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
         self._no_opendir = False        # set in init where the kernel allows it
         self._listings = OrderedDict()  # inode -> _DirStream, without opendir
         self._listings_lock = threading.Lock()
+        self._next_sibling = {}         # subdirectory inode -> the next one listed
         self._plus = _PlusPolicy()
         self._valid = (int(self.entry_timeout), int(self.attr_timeout),
                        int(self.entry_timeout % 1 * _NS), int(self.attr_timeout % 1 * _NS))
