@@ -5,6 +5,7 @@ import errno
 import struct
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
+from itertools import accumulate
 
 from archfs.mount import fusell as ll
 from archfs.mount.llcommon import log, request
@@ -51,6 +52,10 @@ def _bare_plus_struct(namelen: int) -> struct.Struct:
     return s
 
 
+_PLAIN_PACKS = [_dirent_struct(n).pack for n in range(256)]
+_PLUS_PACKS = [_bare_plus_struct(n).pack for n in range(256)]
+
+
 class Packed:
     """A listing packed for the kernel: ``blob`` holds every entry's record
     (the offset in each is its index + 1), ``ends`` the running end of each
@@ -74,23 +79,37 @@ class Packed:
 def pack_dirents(entries, encoding="utf-8", errors="surrogateescape", plus=False) -> Packed:
     """Each (name, st_mode[, ino]) entry as a fuse_dirent (``plus``: a
     fuse_direntplus without attributes) whose offset is its index + 1."""
-    records, ends, dirs = [], [], []
-    append, end_at = records.append, ends.append
+    packs = _PLUS_PACKS if plus else _PLAIN_PACKS
     unknown = ll.UNKNOWN_INO
-    cached = _BARE_PLUS_STRUCTS if plus else _DIRENT_STRUCTS
+    records, dirs = [], []
+    append = records.append
+    index = 0
+    try:        # the common case, in the tightest loop: (name, mode), names < 256 bytes
+        for name, mode in entries:
+            raw = name.encode(encoding, errors)
+            n = len(raw)
+            kind = mode >> 12 & 15
+            index += 1
+            append(packs[n](unknown, index, n, kind, raw))
+            if kind == 4:
+                dirs.append(index - 1)
+    except (ValueError, IndexError):
+        return _pack_any(entries, encoding, errors, plus)
+    return Packed(b"".join(records), list(accumulate(map(len, records))), dirs)
+
+
+def _pack_any(entries, encoding, errors, plus) -> Packed:
+    """pack_dirents for entries with the plugin's inode numbers or long names."""
+    records, dirs = [], []
     make = _bare_plus_struct if plus else _dirent_struct
-    at = 0
     for index, entry in enumerate(entries, 1):
-        name, kind = entry[0], (entry[1] & _TYPE) >> 12
-        raw = name.encode(encoding, errors)
-        n = len(raw)
-        s = cached.get(n) or make(n)
-        append(s.pack(entry[2] if len(entry) > 2 else unknown, index, n, kind, raw))
-        at += s.size
-        end_at(at)
+        kind = (entry[1] & _TYPE) >> 12
+        raw = entry[0].encode(encoding, errors)
+        records.append(make(len(raw)).pack(entry[2] if len(entry) > 2 else ll.UNKNOWN_INO,
+                                           index, len(raw), kind, raw))
         if kind == 4:
             dirs.append(index - 1)
-    return Packed(b"".join(records), ends, dirs)
+    return Packed(b"".join(records), list(accumulate(map(len, records))), dirs)
 
 
 class _PlusPolicy:
