@@ -12,7 +12,6 @@ from archfs.mount.llcommon import log, request
 
 LISTINGS_KEPT = 16      # read-only mounts: listings kept for readdirs without opendir
 SIBLINGS_KEPT = 1 << 18     # read-only mounts: subdirectory order remembered for walkers
-_DIR = 0o040000
 _TYPE = 0o170000
 
 
@@ -138,7 +137,7 @@ class _PlusPolicy:
 
     def with_attributes(self, ino: int) -> bool:
         self.count += 1
-        if self.bare < 32 or self.hits * 2 < self.bare:
+        if self.bare_now():
             return False
         return self.count % self.PROBE != 0
 
