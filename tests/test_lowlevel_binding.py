@@ -6,9 +6,12 @@ declarations, the inode table, the readdirplus policy,
 and the same workload through both bindings giving the same result.
 """
 
+import ctypes
 import os
 import stat
 import struct
+import threading
+from collections import OrderedDict
 
 import pytest
 
@@ -61,9 +64,10 @@ def test_dirents_are_packed_as_the_kernel_reads_them(plus):
     entries = [(".", stat.S_IFDIR), ("..", stat.S_IFDIR), ("a", stat.S_IFREG),
                ("dir-name", stat.S_IFDIR), ("l\u00e9nk", stat.S_IFLNK),
                ("bad-\udcff", stat.S_IFREG, 4242)]    # the plugin's inode number
-    records, ends = pack_dirents(entries, plus=plus)
-    assert ends[-1] == sum(map(len, records)) and all(len(r) % 8 == 0 for r in records)
-    parsed = _parse(b"".join(records), plus)
+    packed = pack_dirents(entries, plus=plus)
+    assert packed.ends[-1] == len(packed.blob) and all(e % 8 == 0 for e in packed.ends)
+    assert packed.dirs == [0, 1, 3]
+    parsed = _parse(packed.blob, plus)
     assert [p[2] for p in parsed] == [b".", b"..", b"a", b"dir-name", "lénk".encode(),
                                       b"bad-\xff"]
     assert [p[1] for p in parsed] == [1, 2, 3, 4, 5, 6]     # offset of the next entry
@@ -153,3 +157,91 @@ def test_both_bindings_serve_the_same(tmp_path, mounter, monkeypatch):
         == results["high saved"]
     assert results["low"]["read of unlinked"] == b"ONE\n"
     assert results["low"]["listed again"] == ["f.txt", "g.txt"]
+
+
+class _Tree:
+    """Operations over a fixed tree, recording which listings were read."""
+
+    def __init__(self, listing):
+        self.listing, self.read = listing, []
+
+    def readdir(self, path, fh):
+        self.read.append(path)
+        return [(".", stat.S_IFDIR), ("..", stat.S_IFDIR)] + [
+            (n, stat.S_IFDIR if k == "d" else stat.S_IFREG) for n, k in self.listing[path]]
+
+    def getattr(self, path, fh=None):
+        parent, _, name = path.rpartition("/")
+        kind = dict(self.listing[parent or "/"])[name]
+        return {"st_mode": (stat.S_IFDIR | 0o755) if kind == "d" else (stat.S_IFREG | 0o644),
+                "st_size": len(path), "st_mtime": 1_700_000_000 * 10**9}
+
+
+def _replies(monkeypatch):
+    sent = []
+    monkeypatch.setattr(ll, "reply_buf", lambda req, data, size: sent.append(data) or 0)
+    return sent
+
+
+def _plus_records(buffer: bytes):
+    """[(name, nodeid, st_mode, off)] of a readdirplus reply."""
+    out, at = [], 0
+    while at < len(buffer):
+        head = ll.ENTRY_OUT.unpack_from(buffer, at)
+        ino, off, namelen, kind = struct.unpack_from("<QQII", buffer, at + 128)
+        out.append((buffer[at + 152:at + 152 + namelen].decode(), head[0], head[15], off))
+        at += 128 + ((24 + namelen + 7) & ~7)
+    return out
+
+
+def _binding(ops):
+    from archfs.mount.lowlevel import LowLevelFUSE
+    fs = LowLevelFUSE.__new__(LowLevelFUSE)     # no mount: the request methods only
+    fs.operations, fs.encoding, fs.errors = ops, "utf-8", "surrogateescape"
+    fs.inodes = InodeTable()
+    fs._no_opendir = True
+    fs._listings, fs._listings_lock, fs._next_sibling = OrderedDict(), threading.Lock(), {}
+    fs._plus = _PlusPolicy()
+    fs._valid = (60, 60, 0, 0)
+    fs._uid = fs._gid = 0
+    fs._dirs = {}
+    return fs
+
+
+def test_readdirplus_gives_subdirectories_attributes_and_prepares_the_next_listing(
+        monkeypatch):
+    ops = _Tree({"/": [("a", "d"), ("f1", "f"), ("b", "d")], "/a": [("x", "f"), ("s", "d")],
+                 "/a/s": [("y", "f")], "/b": [("z", "f")]})
+    fs = _binding(ops)
+    sent = _replies(monkeypatch)
+    fi = ctypes.pointer(ll.fuse_file_info())
+
+    def listing(ino, size=32768):
+        offset, records = 0, []
+        while True:
+            fs._readdirplus(None, ino, size, offset, fi)
+            got = _plus_records(sent[-1])
+            if not got:
+                return records
+            records.extend(got)
+            offset = got[-1][3]
+
+    root = listing(ROOT)
+    assert [r[0] for r in root] == [".", "..", "a", "f1", "b"]
+    assert [r[3] for r in root] == [1, 2, 3, 4, 5]
+    a, b = fs.inodes.peek(ROOT, "a"), fs.inodes.peek(ROOT, "b")
+    assert a and b and [r[1] for r in root] == [0, 0, a, 0, b]   # files go bare
+    assert stat.S_ISDIR(root[2][2]) and root[3][2] == 0
+    assert ops.read == ["/", "/a"]      # at the end of /, its first subdirectory was read
+    assert [r[0] for r in listing(a)] == [".", "..", "x", "s"]
+    s = fs.inodes.peek(a, "s")
+    assert ops.read == ["/", "/a", "/a/s"]
+    assert [r[0] for r in listing(s)] == [".", "..", "y"]
+    assert ops.read[-1] == "/b"         # /a/s has no subdirectory, /a no next one: /b
+    assert [r[0] for r in listing(b)] == [".", "..", "z"]
+    assert ops.read.count("/b") == 1
+    # a reply split record by record, resumed at each offset, is the same listing
+    fs._listings.clear()
+    assert [r[:1] + r[2:] for r in listing(ROOT, size=170)] == [r[:1] + r[2:] for r in root]
+    # every directory given with attributes counts as a lookup, once per reply
+    assert fs.inodes.forget(a, 1) is False and fs.inodes.forget(a, 1) is True

@@ -78,6 +78,12 @@ class InodeTable:
         node.stored = True
         return True
 
+    def parent(self, ino: int) -> int:
+        """The inode of the directory holding ``ino``; 0 for the root, an
+        unknown or an unlinked inode."""
+        node = self._nodes.get(ino)
+        return node.parent if node is not None and ino != ROOT else 0
+
     def peek(self, parent: int, name: str) -> int:
         """The inode of ``name`` in ``parent`` if the kernel holds one, else 0."""
         return self._by_name.get((parent, name), 0)

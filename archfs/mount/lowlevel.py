@@ -15,8 +15,10 @@ What the low-level API buys, measured on the bench's trees:
 - a failed lookup is cached by the kernel for ``negative_timeout`` (also on
   read-write mounts: every change goes through the kernel, which drops the
   negative entry when it creates the name);
-- readdirplus carries attributes only while walkers go on to look the
-  listed files up (``_PlusPolicy``);
+- readdirplus carries the subdirectories' attributes (walkers descend
+  without a lookup), the files' only while walkers go on to look them up
+  (``_PlusPolicy``); at the end of a listing a read-only mount packs the one
+  a depth-first walker will ask next;
 - on read-only mounts opendir answers ENOSYS: the kernel then opens
   directories without a request and caches every listing. (Files are not
   treated so: a member that cannot be read must fail open(2), which the
@@ -79,6 +81,7 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
         self._no_opendir = False        # set in init where the kernel allows it
         self._listings = OrderedDict()  # inode -> _DirStream, without opendir
         self._listings_lock = threading.Lock()
+        self._next_sibling = {}         # subdirectory inode -> the next one listed
         self._plus = _PlusPolicy()
         self._valid = (int(self.entry_timeout), int(self.attr_timeout),
                        int(self.entry_timeout % 1 * _NS), int(self.attr_timeout % 1 * _NS))
