@@ -16,6 +16,7 @@ and then commits in FUSE's destroy before it exits; its exit status says
 whether everything reached the archive.
 """
 
+import gc
 import json
 import logging
 import os
@@ -257,9 +258,16 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     from archfs.mount.operations import ArchiveOperations
     from archfs.mount.session import MountSession
 
+    # The index is millions of small objects that live as long as the mount:
+    # the collector would walk all of them again and again while they are
+    # built (and at every full collection afterwards) without ever finding
+    # garbage among them. Collect nothing while loading, then move them out
+    # of the collector's sight.
+    gc.disable()
     try:
         archive, read_only = _open_archive(request, reporter)
     except Exception as exc:
+        gc.enable()
         log.debug("mount checks failed", exc_info=True)
         problem = exitcodes.failure(exc)
         reporter.fail(problem)
@@ -267,6 +275,8 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
             statefiles.unlock_archive(_lock_path(request), request.lock_fd)
         return problem["exit"]
 
+    gc.freeze()
+    gc.enable()
     os.chdir("/")  # do not keep the caller's directory busy (the archive is open now)
     capture = None
     ready: list = []            # what was loaded when the mount went live
