@@ -71,7 +71,7 @@ class FileRequests:
         self._caller(req)
         ops.create(path, mode, info)
         try:
-            attrs = ops.getattr(path, info)
+            attrs = ops.created_attrs(path, info)
         except BaseException:
             ops.release(path, info)
             raise

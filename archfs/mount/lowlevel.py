@@ -66,10 +66,12 @@ READ_ONLY_THREADS = 1
 # ... and on read-write mounts of local archives that commit in the
 # background (a commit interval above 0): there the one request that waits
 # long, fsync, is answered from a helper thread (``FsyncWorker``) while the
-# libfuse thread goes on serving. Measured on cp -r of 10,000 small files:
-# with two threads the asynchronous release of one file and the next
-# file's requests are served at once and hand the GIL back and forth; one
-# thread used about a quarter less CPU and took a third less time.
+# libfuse thread goes on serving. Measured (under load) on cp -r of 10,000
+# small files: with two threads the asynchronous release of one file and
+# the next file's requests are served at once and hand the GIL back and
+# forth; one thread used 20-30% less CPU. The price, as on read-only
+# mounts: a slow request (a random read deep in a big deflated member, the
+# first write to a big member, which copies it out) holds up the others.
 READ_WRITE_THREADS = 1
 
 
