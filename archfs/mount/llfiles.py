@@ -134,11 +134,21 @@ class FsyncWorker:
 
     def __init__(self):
         self._queue = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
         self._thread = threading.Thread(target=self._run, name="archfs-fsync", daemon=True)
         self._thread.start()
 
     def submit(self, req, call) -> None:
+        with self._idle:
+            self._pending += 1
         self._queue.put((req, call))
+
+    def drain(self) -> None:
+        """Wait until every fsync submitted has been answered (before the
+        session that replies go to is destroyed)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0)
 
     def _run(self) -> None:
         while True:
@@ -152,3 +162,7 @@ class FsyncWorker:
                 ll.reply_err(req, errno.EIO)
             else:
                 ll.reply_err(req, 0)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()

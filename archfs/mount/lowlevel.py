@@ -161,6 +161,8 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
                                          and ll.notify_store is not None)
                     status = self._loop(se, single)
                 finally:
+                    if self._fsync_worker is not None:
+                        self._fsync_worker.drain()
                     ll.session_unmount(se)
             finally:
                 ll.remove_signal_handlers(se)
