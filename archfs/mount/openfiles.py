@@ -382,7 +382,8 @@ class OpenFiles(Namespace):
         entry.failure = None
         return True
 
-    def copy_back_many(self, entries: List[Entry], force: bool = False) -> List[Tuple[Entry, object]]:
+    def copy_back_many(self, entries: List[Entry],
+                       force: bool = False) -> List[Tuple[Entry, object]]:
         """``copy_back`` of several entries; per entry True (copied), False
         (nothing to copy) or the exception that stopped it. Content held in
         memory goes to a plugin that stores several members at once
