@@ -26,7 +26,8 @@ class RecordingArchive:
 
 def _files():
     return SimpleNamespace(on_unsaved=None, on_change=None, unsaved=lambda: [],
-                           maybe_retire=lambda entry: None)
+                           maybe_retire=lambda entry: None,
+                           copy_back_many=lambda entries, force=False: [])
 
 
 def test_a_commit_between_the_notice_and_the_change_does_not_hide_it():

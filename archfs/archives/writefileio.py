@@ -298,6 +298,21 @@ class SpooledWriteFileIO(_ToBecome):
         self.dirty = False
         return copied
 
+    def pending(self):
+        """What ``sync`` would store, while the content is in memory and
+        changed: (member, bytes, keywords of ``writedata``), for a plugin
+        that stores several at once (``writedata_many``); None otherwise.
+        ``stored()`` then says they were stored."""
+        if not self.dirty or self._buffer is None or self.closed:
+            return None
+        keywords = {"mode": self.mode_bits,
+                    "mtime_ns": self._changed_ns if self.mtime_ns is None else self.mtime_ns}
+        keywords.update(attrs_of(self, self.archive.writedata))
+        return self.member, bytes(self._buffer), keywords
+
+    def stored(self) -> None:
+        self.dirty = False
+
     def close(self) -> None:
         """Copy back if changed, then let go of the content (kept if that fails)."""
         if self.closed:

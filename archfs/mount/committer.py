@@ -121,14 +121,13 @@ class Committer:
     def _round(self, batch: List[Entry]) -> None:
         """Copy back ``batch``, commit, and schedule a retry of what failed."""
         failed = []
-        for entry in batch:
-            try:
-                if self.files.copy_back(entry):
-                    self.copy_backs += 1
-            except Exception as exc:
+        for entry, outcome in self.files.copy_back_many(batch):
+            if isinstance(outcome, Exception):
                 failed.append(entry)
-                self._report(entry, exc)
+                self._report(entry, outcome)
                 continue
+            if outcome:
+                self.copy_backs += 1
             self.files.maybe_retire(entry)
         try:
             self.commit()
@@ -165,17 +164,17 @@ class Committer:
         if self._thread is not None:
             self._thread.join()
         lost = []
-        for entry in self.files.unsaved():
-            try:
-                if self.files.copy_back(entry, force=True):
-                    self.copy_backs += 1
-            except Exception as exc:
+        for entry, outcome in self.files.copy_back_many(self.files.unsaved(), force=True):
+            if isinstance(outcome, Exception):
+                exc = outcome
                 log.error("copy-back of /%s failed at unmount: %s", entry.path, exc,
                           exc_info=not isinstance(exc, OSError))
                 text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 lost.append((entry, "/%s: %s" % (entry.path, text)))
-            else:
-                self.files.maybe_retire(entry)
+                continue
+            if outcome:
+                self.copy_backs += 1
+            self.files.maybe_retire(entry)
         try:
             self.commit()
         except Exception as exc:

@@ -55,6 +55,8 @@ log = logging.getLogger("archfs.mount")
 
 _COPY_CHUNK = 1 << 20
 SPOOL_LIMIT = 256 << 10     # written files up to this size stay in memory until copied back
+BATCH_FILES = 64            # copy_back_many: files stored with one archive write ...
+BATCH_BYTES = 1 << 20       # ... and their bytes, at most
 
 
 class OpenFiles(Namespace):
@@ -373,16 +375,85 @@ class OpenFiles(Namespace):
         if entry.writers and not force:
             return False
         wfile = entry.wfile
-        wfile.mode_bits = entry.mode_bits
-        wfile.mtime_ns = entry.mtime_ns
-        wfile.owner = entry.owner() if self.records_owners else None
-        wfile.atime_ns = entry.atime_ns
-        wfile.ctime_ns = entry.ctime_ns
+        self._pass_attributes(entry, wfile)
         self.on_change()
         wfile.sync()
         entry.in_archive = True
         entry.failure = None
         return True
+
+    def copy_back_many(self, entries: List[Entry],
+                       force: bool = False) -> List[Tuple[Entry, object]]:
+        """``copy_back`` of several entries; per entry True (copied), False
+        (nothing to copy) or the exception that stopped it. Content held in
+        memory goes to a plugin that stores several members at once
+        (``writedata_many``) in groups of up to ``BATCH_FILES`` files and
+        ``BATCH_BYTES`` bytes: one archive write per group, not per file."""
+        many = getattr(self.archive, "writedata_many", None)
+        results: List[Tuple[Entry, object]] = []
+        group: List[Entry] = []
+        size = 0
+        for entry in entries:
+            wfile = entry.wfile
+            if many is None or getattr(wfile, "pending", None) is None:
+                results.append((entry, self._copy_back_guarded(entry, force)))
+                continue
+            group.append(entry)
+            size += wfile.size()
+            if len(group) >= BATCH_FILES or size >= BATCH_BYTES:
+                results += self._copy_back_group(group, many, force)
+                group, size = [], 0
+        if group:
+            results += self._copy_back_group(group, many, force)
+        return results
+
+    def _copy_back_guarded(self, entry: Entry, force: bool):
+        try:
+            return self.copy_back(entry, force)
+        except Exception as exc:
+            return exc
+
+    def _copy_back_group(self, group: List[Entry], many, force: bool):
+        """(see copy_back_many) The entries are locked in path order, as
+        namespace changes lock them, while their content is stored."""
+        results = []
+        with self._locked(sorted(group, key=lambda e: e.path)):
+            ready, items = [], []
+            for entry in group:
+                if entry.unlinked or entry.retired or not entry.dirty or \
+                        (entry.writers and not force):
+                    results.append((entry, False))
+                    continue
+                wfile = entry.wfile
+                self._pass_attributes(entry, wfile)
+                item = wfile.pending()
+                if item is None:        # moved to a local file meanwhile
+                    results.append((entry, self._copy_back_guarded(entry, force)))
+                    continue
+                ready.append(entry)
+                items.append(item)
+            if not items:
+                return results
+            try:
+                self.on_change()
+                outcomes = many(items)
+            except Exception as exc:
+                return results + [(entry, exc) for entry in ready]
+            for entry, exc in zip(ready, outcomes):
+                if exc is None:
+                    entry.wfile.stored()
+                    entry.in_archive = True
+                    entry.failure = None
+                results.append((entry, True if exc is None else exc))
+        return results
+
+    def _pass_attributes(self, entry: Entry, wfile) -> None:
+        """What copy-back records besides the content, from the entry."""
+        wfile.mode_bits = entry.mode_bits
+        wfile.mtime_ns = entry.mtime_ns
+        wfile.owner = entry.owner() if self.records_owners else None
+        wfile.atime_ns = entry.atime_ns
+        wfile.ctime_ns = entry.ctime_ns
 
     def unsaved(self) -> List[Entry]:
         """Entries holding content the archive does not have yet."""

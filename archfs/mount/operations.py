@@ -301,6 +301,12 @@ class ArchiveOperations(mfusepy.Operations):
         return 0
 
     @fuse_errors
+    def created_attrs(self, path, fi):
+        """getattr of the file ``create`` just made and opened as ``fi``:
+        what its open entry shows, without looking the name up again."""
+        return self._attrs(self.files.stat_handle(fi.fh), _name(path))
+
+    @fuse_errors
     def mknod(self, path, mode, dev):
         """FIFOs and sockets for anyone, devices for root (the kernel checks);
         S_IFREG makes an empty file."""

@@ -137,6 +137,49 @@ def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level:
                  mode: Optional[int] = None) -> Written:
     """Append a member whose whole content is in memory, compressed with
     ``method`` when that makes it smaller (else stored)."""
+    encoded = encode_member(path, data, mtime_ns, level, is_dir, times, method, unix, mode)
+    sink = _Sink(fd, at)
+    sink.write(encoded.header)
+    sink.write(encoded.payload)
+    sink.flush()
+    return encoded.written(at)
+
+
+class Encoded(NamedTuple):
+    """A member built in memory, not yet placed: its local header and data."""
+
+    header: bytes
+    payload: bytes
+    usize: int
+    crc: int
+    method: int
+    flags: int
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + len(self.payload)
+
+    def written(self, at: int) -> Written:
+        return Written(at, len(self.payload), self.usize, self.crc, self.method,
+                       fmt.FLAG_UTF8 | self.flags, at + self.size)
+
+
+def append_encoded(fd, at: int, members) -> "list[Written]":
+    """Append ``Encoded`` members one after the other with one write."""
+    placed, parts, pos = [], [], at
+    for member in members:
+        placed.append(member.written(pos))
+        parts += (member.header, member.payload)
+        pos += member.size
+    pwrite_all(fd, b"".join(parts), at)
+    return placed
+
+
+def encode_member(path: str, data: bytes, mtime_ns: int, level: int, is_dir: bool = False,
+                  times: bool = True, method: int = fmt.DEFLATED, unix: UnixAttrs = NO_UNIX,
+                  mode: Optional[int] = None) -> Encoded:
+    """A member whose whole content is in memory, compressed with ``method``
+    when that makes it smaller (else stored), as the bytes to append."""
     name = member_name_bytes(path, is_dir)
     crc = zlib.crc32(data)
     used, payload = fmt.STORED, data
@@ -148,11 +191,7 @@ def append_bytes(fd: int, at: int, path: str, data: bytes, mtime_ns: int, level:
     zip64 = len(data) >= ZIP64_THRESHOLD
     header = local_header(name, used, flags, mtime_ns, crc, len(payload), len(data), zip64,
                           times, unix=unix, mode=mode)
-    sink = _Sink(fd, at)
-    sink.write(header)
-    sink.write(payload)
-    sink.flush()
-    return Written(at, len(payload), len(data), crc, used, fmt.FLAG_UTF8 | flags, sink.pos)
+    return Encoded(header, payload, len(data), crc, used, flags)
 
 
 def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: int,

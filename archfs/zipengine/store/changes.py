@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 import time
-from typing import Optional, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from archfs.errors import (
     DirectoryNotEmpty,
@@ -25,6 +25,18 @@ from archfs.zipengine.store.attributes import check_new_name
 from archfs.zipengine.store.options import LOCAL_OVERHEAD
 
 log = logging.getLogger("archfs.zip")
+
+
+class BytesItem(NamedTuple):
+    """One file for ``add_bytes_many``: what ``add_bytes`` takes."""
+
+    path: str
+    data: bytes
+    mode: Optional[int] = None
+    mtime_ns: Optional[int] = None
+    owner: Optional[Tuple[int, int]] = None
+    atime_ns: Optional[int] = None
+    ctime_ns: Optional[int] = None
 
 
 class Changes:
@@ -93,27 +105,77 @@ class Changes:
             self._check_unchanged()
             written = self._appending(append)
             with self._meta:
-                try:
-                    self._check_target(path, replace)
-                except OSError:
-                    self._dead += written.end - written.offset
-                    raise
-                old = self._tree.paths.get(path, -1)
-                if mode is None:    # keep a replaced file's permissions, not a link's 0o777
-                    same_kind = old >= 0 and stat.S_IFMT(self._table.mode[old]) == kind
-                    mode = self._table.mode[old] & 0o7777 if same_kind else 0o644
-                row = self._table.add(path, written.offset, written.csize, written.usize,
-                                      written.crc, written.method, written.flags, mtime_ns,
-                                      kind | (mode & 0o7777))
-                self._table.set_unix(row, unix)
-                if ctime_ns is not None:
-                    self._table.set_ctime(row, max(ctime_ns, mtime_ns))
-                if old >= 0:
-                    self._dead += LOCAL_OVERHEAD + self._table.csize[old]
-                    self._tree.replace_file(path, row)
-                else:
-                    self._tree.add_file(path, row)
-                self._dirty = True
+                self._place(path, mode, mtime_ns, replace, kind, written, unix, ctime_ns)
+
+    def _place(self, path, mode, mtime_ns, replace, kind, written: writer.Written,
+               unix: UnixAttrs, ctime_ns: Optional[int]) -> None:
+        """(caller holds _append and _meta) Put an appended member at ``path``,
+        checking the target again (for races); if that fails the member is dead."""
+        try:
+            self._check_target(path, replace)
+        except OSError:
+            self._dead += written.end - written.offset
+            raise
+        old = self._tree.paths.get(path, -1)
+        if mode is None:    # keep a replaced file's permissions, not a link's 0o777
+            same_kind = old >= 0 and stat.S_IFMT(self._table.mode[old]) == kind
+            mode = self._table.mode[old] & 0o7777 if same_kind else 0o644
+        row = self._table.add(path, written.offset, written.csize, written.usize,
+                              written.crc, written.method, written.flags, mtime_ns,
+                              kind | (mode & 0o7777))
+        self._table.set_unix(row, unix)
+        if ctime_ns is not None:
+            self._table.set_ctime(row, max(ctime_ns, mtime_ns))
+        if old >= 0:
+            self._dead += LOCAL_OVERHEAD + self._table.csize[old]
+            self._tree.replace_file(path, row)
+        else:
+            self._tree.add_file(path, row)
+        self._dirty = True
+
+    def add_bytes_many(self, items: Sequence[BytesItem]) -> List[Optional[OSError]]:
+        """Store several in-memory files (``BytesItem``s, each as
+        ``add_bytes`` would, replacing a file of that name) with one append:
+        one check for another program's change and one write for all, where
+        ``add_bytes`` costs both per file. Returns, per item, None when it
+        was stored or the error that refused it (a bad name or target refuses
+        that item alone; a failed write refuses them all)."""
+        self._check_writable()
+        results: List[Optional[OSError]] = [None] * len(items)
+        todo = []
+        for i, item in enumerate(items):
+            try:
+                self._check_new_name(item.path)
+                with self._meta:
+                    self._check_target(item.path, True)
+            except OSError as exc:
+                results[i] = exc
+                continue
+            mtime_ns = time.time_ns() if item.mtime_ns is None else item.mtime_ns
+            todo.append((i, mtime_ns, self._unix_for(item.path, item.owner, item.atime_ns)))
+        if not todo:
+            return results
+        level, method = self.options.level, self.options.method
+        encoded = [writer.encode_member(items[i].path, items[i].data, mtime_ns, level,
+                                        method=method, unix=unix)
+                   for i, mtime_ns, unix in todo]
+        written: List[writer.Written] = []
+
+        def append(fd, at):
+            written.extend(writer.append_encoded(fd, at, encoded))
+            return written[-1]      # its end is the batch's end
+        with self._append:
+            self._check_unchanged()
+            self._appending(append)
+            with self._meta:
+                for (i, mtime_ns, unix), member in zip(todo, written):
+                    item = items[i]
+                    try:
+                        self._place(item.path, item.mode, mtime_ns, True, stat.S_IFREG,
+                                    member, unix, item.ctime_ns)
+                    except OSError as exc:
+                        results[i] = exc
+        return results
 
     def _check_target(self, path: str, replace: bool) -> None:
         node, row = self._tree.lookup(path)
