@@ -394,6 +394,17 @@ class AbstractArchive(metaclass=ABCMeta):
         as ``progress(what, done, total)``."""
         raise NotSupported("%s archives cannot be repaired" % cls.name)
 
+    def read_small(self, member):
+        """A small file's whole content, checked, read at once (a walk
+        through many small files reads them so); None where the plugin
+        reads it through ``open`` only (the default), or for a big file."""
+        return None
+
+    def has_encrypted_members(self) -> bool:
+        """Whether some member needs a password to be read (so opening it
+        may be refused): a read-only mount then has every open checked."""
+        return False
+
     def summary(self) -> dict:
         """Facts for ``archfs info``, from what the plugin holds in memory
         (its index): no member data is read, so it is quick on big archives.

@@ -77,6 +77,10 @@ class StoreArchive(AbstractArchive):
             return WriteFileIO(self, name, local.name)
         raise ValueError("unknown mode %r" % (mode,))
 
+    def read_small(self, member):
+        read = getattr(self._store, "read_small", None)    # stores that have it
+        return read(member_name(member)) if read is not None else None
+
     def to_localfile(self, member):
         """Extract the member under this archive's private temporary directory.
 

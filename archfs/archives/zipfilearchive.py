@@ -218,6 +218,9 @@ class ZipfileArchive(StoreArchive):
     def repair_plan(cls, url) -> str:
         return plan_repair(local_path(url))
 
+    def has_encrypted_members(self) -> bool:
+        return self._store.has_encrypted()
+
     def summary(self) -> dict:
         """Counts, sizes, methods, encryption and dead space from the member table."""
         return self._store.summary()

@@ -20,9 +20,9 @@ What the low-level API buys, measured on the bench's trees:
   (``_PlusPolicy``); at the end of a listing a read-only mount packs the one
   a depth-first walker will ask next;
 - on read-only mounts opendir answers ENOSYS: the kernel then opens
-  directories without a request and caches every listing. (Files are not
-  treated so: a member that cannot be read must fail open(2), which the
-  kernel would no longer ask about.)
+  directories without a request and caches every listing; open answers
+  ENOSYS too unless a member needs a password (``llfiles``), so files are
+  opened and closed without requests and read by one READ each.
 - no per-request path building, locking and dict-to-struct conversion in
   libfuse's high-level layer and mfusepy.
 
@@ -284,6 +284,7 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
         c.want = want
         if self.read_only and c.capable & ll.CAP_NO_OPENDIR_SUPPORT:
             self._no_opendir = True
+        self._init_files(c)
         try:
             self.operations.init_with_config(None, None)
         except BaseException:
@@ -291,6 +292,7 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
 
     def _destroy(self, userdata):
         pin_thread_state()
+        self._files_done()
         try:
             self.operations.destroy(None)
         except BaseException:

@@ -287,6 +287,20 @@ class ArchiveOperations(mfusepy.Operations):
         _skip_flush(fi)
         return 0
 
+    @fuse_errors
+    def content(self, path):
+        """A small file's whole content read at once, with no handle (the
+        kernel serves files without OPEN on read-only mounts), or None
+        where it must be read through ``open``."""
+        if self.archive.writable:
+            return None
+        return self.archive.read_small(_name(path))
+
+    def opens_may_be_refused(self) -> bool:
+        """Whether opening a file can fail where reading it would not (a
+        member that needs a password): the binding must then ask at open."""
+        return self.archive.has_encrypted_members()
+
     def loaded(self, fi):
         """The whole content of an open file if its reader holds it in
         memory already (else None): the binding may hand it to the kernel."""

@@ -459,7 +459,7 @@ def make_decoder(method: int, flags: int = 0, usize: int = -1):
 
 def check_method(method: int) -> None:
     """Raise UnsupportedFeature for a method archfs cannot read."""
-    if method != fmt.STORED:
+    if method != fmt.STORED and method != fmt.DEFLATED:    # those two always are
         make_decoder(method, 0, 0)   # builds nothing costly: inner decoders start lazily
 
 

@@ -358,12 +358,12 @@ class MemberReader(MemberFile):
             if known is not None:
                 raise known
             if info.alternative is not None:
-                info = self._info = self._checked_variant(info)
+                info = self._info = _checked_variant(source, info, verdicts)
                 self._stored = info.method == 0 and info.decrypter is None
             if info.mac_key is not None and not verdicts.is_authentic(info.key):
-                self._guard(self._authenticate)
+                _guarded(info, verdicts, _authenticate, source, info, verdicts)
             if info.usize <= SMALL_MEMBER and not (self._stored and verdicts.is_good(info.key)):
-                self._small = self._guard(self._read_whole)
+                self._small = _guarded(info, verdicts, _read_whole, source, info, verdicts)
         except BaseException:
             self._source = self._on_close = None   # the opener releases what it gave us
             raise
@@ -381,87 +381,8 @@ class MemberReader(MemberFile):
     def size(self) -> int:
         return self._info.usize
 
-    def _checked_variant(self, info: MemberInfo) -> MemberInfo:
-        """The central record's reading of the member if it checks out, else
-        the local header's; the first one's error if neither does."""
-        first = None
-        for candidate in (info, info.alternative):
-            candidate = candidate._replace(alternative=None)
-            if self._verdicts.is_good(candidate.key):
-                return candidate
-            try:
-                DecodeStream(self._source, candidate, None).finish()
-            except CorruptMemberError as exc:
-                first = first or exc
-                continue
-            self._verdicts.mark_good(candidate.key)
-            return candidate
-        self._verdicts.mark_bad(info.key, first)
-        raise first
-
-    def _authenticate(self) -> None:
-        info = self._info
-        aes.authenticate(self._source.pread, info.data_start + info.skip,
-                         info.data_end - info.skip, info.mac_key, info.name)
-        self._verdicts.mark_authentic(info.key)
-
     def _guard(self, work, *args):
-        try:
-            return work(*args)
-        except CorruptMemberError as exc:
-            if self._info.decrypter is not None and self._info.mac_key is None:
-                # the one-byte password check passes for 1 wrong password in 256
-                exc = PasswordRequired("%s: wrong password, or the member is damaged (%s)"
-                                       % (self._info.name, exc))
-            self._verdicts.mark_bad(self._info.key, exc)
-            raise exc from None
-
-    def _read_whole(self) -> bytes:
-        info = self._info
-        if self._stored:
-            data = self._source.pread(info.usize, info.data_start)
-            if len(data) != info.usize:
-                raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
-            if crc32(data) != info.crc:
-                raise CorruptMemberError("%s: CRC mismatch" % info.name)
-        elif info.method == DEFLATED and info.decrypter is None:
-            data = self._inflate_whole()
-        else:
-            stream = DecodeStream(self._source, info, None)
-            parts = []
-            while not stream.done:
-                parts.append(stream.next_chunk(OUTPUT_CHUNK))
-            data = b"".join(parts)
-        self._verdicts.mark_good(info.key)
-        return data
-
-    def _inflate_whole(self) -> bytes:
-        """A small deflated member in one read and one inflate call (what a
-        walk over many small files mostly opens), checked as DecodeStream
-        checks: the stream must end, give exactly the recorded size and CRC;
-        bytes after the stream's end are not data."""
-        info = self._info
-        packed = self._source.pread(info.csize, info.data_start)
-        if len(packed) != info.csize:
-            raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
-        inflater = raw_inflater()
-        try:
-            data = inflater.decompress(packed, info.usize + 1)
-        except inflate_errors as exc:
-            raise CorruptMemberError("%s: broken deflate stream: %s" % (info.name, exc)) from None
-        if len(data) > info.usize:
-            raise CorruptMemberError("%s: member is larger than its recorded size %d"
-                                     % (info.name, info.usize))
-        if not inflater.eof:
-            raise CorruptMemberError("%s: compressed data ends before the member does"
-                                     % info.name)
-        if len(data) != info.usize:
-            raise CorruptMemberError("%s: member is %d bytes, its record says %d"
-                                     % (info.name, len(data), info.usize))
-        if crc32(data) != info.crc:
-            raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
-                                     % (info.name, info.crc, crc32(data)))
-        return data
+        return _guarded(self._info, self._verdicts, work, *args)
 
     # -- the one read primitive --------------------------------------------
 
@@ -556,3 +477,106 @@ class MemberReader(MemberFile):
             self._window = ChunkWindow(0)
             self._small = None
         super().close()
+
+
+# -- what an open of a member checks, and a small member's whole content ------
+# (module functions: ``small_content`` does the same for a caller that wants
+# only the bytes, without a reader)
+
+def small_content(source, info: MemberInfo, verdicts: Verdicts) -> bytes:
+    """The whole content of a member of at most ``SMALL_MEMBER`` bytes,
+    decoded and checked exactly as a ``MemberReader`` does at open, with
+    none of a reader's state: a walk over many small files reads them so."""
+    known = verdicts.bad(info.key)
+    if known is not None:
+        raise known
+    if info.alternative is not None:
+        info = _checked_variant(source, info, verdicts)
+    if info.mac_key is not None and not verdicts.is_authentic(info.key):
+        _guarded(info, verdicts, _authenticate, source, info, verdicts)
+    return _guarded(info, verdicts, _read_whole, source, info, verdicts)
+
+
+def _guarded(info: MemberInfo, verdicts: Verdicts, work, *args):
+    """Run ``work``; damage found is recorded, so later opens fail at once."""
+    try:
+        return work(*args)
+    except CorruptMemberError as exc:
+        if info.decrypter is not None and info.mac_key is None:
+            # the one-byte password check passes for 1 wrong password in 256
+            exc = PasswordRequired("%s: wrong password, or the member is damaged (%s)"
+                                   % (info.name, exc))
+        verdicts.mark_bad(info.key, exc)
+        raise exc from None
+
+
+def _checked_variant(source, info: MemberInfo, verdicts: Verdicts) -> MemberInfo:
+    """The central record's reading of the member if it checks out, else
+    the local header's; the first one's error if neither does."""
+    first = None
+    for candidate in (info, info.alternative):
+        candidate = candidate._replace(alternative=None)
+        if verdicts.is_good(candidate.key):
+            return candidate
+        try:
+            DecodeStream(source, candidate, None).finish()
+        except CorruptMemberError as exc:
+            first = first or exc
+            continue
+        verdicts.mark_good(candidate.key)
+        return candidate
+    verdicts.mark_bad(info.key, first)
+    raise first
+
+
+def _authenticate(source, info: MemberInfo, verdicts: Verdicts) -> None:
+    aes.authenticate(source.pread, info.data_start + info.skip,
+                     info.data_end - info.skip, info.mac_key, info.name)
+    verdicts.mark_authentic(info.key)
+
+
+def _read_whole(source, info: MemberInfo, verdicts: Verdicts) -> bytes:
+    if info.method == 0 and info.decrypter is None:
+        data = source.pread(info.usize, info.data_start)
+        if len(data) != info.usize:
+            raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+        if crc32(data) != info.crc:
+            raise CorruptMemberError("%s: CRC mismatch" % info.name)
+    elif info.method == DEFLATED and info.decrypter is None:
+        data = _inflate_whole(source, info)
+    else:
+        stream = DecodeStream(source, info, None)
+        parts = []
+        while not stream.done:
+            parts.append(stream.next_chunk(OUTPUT_CHUNK))
+        data = b"".join(parts)
+    verdicts.mark_good(info.key)
+    return data
+
+
+def _inflate_whole(source, info: MemberInfo) -> bytes:
+    """A small deflated member in one read and one inflate call (what a
+    walk over many small files mostly opens), checked as DecodeStream
+    checks: the stream must end, give exactly the recorded size and CRC;
+    bytes after the stream's end are not data."""
+    packed = source.pread(info.csize, info.data_start)
+    if len(packed) != info.csize:
+        raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
+    inflater = raw_inflater()
+    try:
+        data = inflater.decompress(packed, info.usize + 1)
+    except inflate_errors as exc:
+        raise CorruptMemberError("%s: broken deflate stream: %s" % (info.name, exc)) from None
+    if len(data) > info.usize:
+        raise CorruptMemberError("%s: member is larger than its recorded size %d"
+                                 % (info.name, info.usize))
+    if not inflater.eof:
+        raise CorruptMemberError("%s: compressed data ends before the member does"
+                                 % info.name)
+    if len(data) != info.usize:
+        raise CorruptMemberError("%s: member is %d bytes, its record says %d"
+                                 % (info.name, len(data), info.usize))
+    if crc32(data) != info.crc:
+        raise CorruptMemberError("%s: CRC mismatch (stored %08x, data %08x)"
+                                 % (info.name, info.crc, crc32(data)))
+    return data

@@ -34,6 +34,11 @@ def _is(kind: int) -> bytes:
     return bytes(int(i == kind >> 12) for i in range(256))
 
 
+def any_encrypted(table: EntryTable) -> bool:
+    low = table.flags.tobytes()[0 if sys.byteorder == "little" else 1::2]
+    return low.translate(_BIT0).count(1) > 0
+
+
 def summarize(table: EntryTable, directories: int, bad: dict, dead_bytes: int,
               file_size: int, comment: bytes) -> dict:
     """The keys of ``AbstractArchive.summary`` for the live rows of ``table``;

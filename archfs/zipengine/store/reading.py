@@ -6,7 +6,7 @@ import stat
 
 from archfs.errors import CorruptMemberError, InvalidArgument
 from archfs.zipengine import format as fmt, memberinfo
-from archfs.zipengine.memberreader import MemberReader
+from archfs.zipengine.memberreader import SMALL_MEMBER, MemberReader, small_content
 
 
 class Reading:
@@ -35,6 +35,32 @@ class Reading:
             source.release()
             self._reader_closed(r.offset)
             raise
+
+    def read_small(self, path: str):
+        """A small member's whole content, decoded and checked, without a
+        reader; None for a member that needs one (bigger than
+        ``SMALL_MEMBER``, or a link)."""
+        with self._meta:
+            row = self._file_row(path)
+            why = self._bad.get(row)
+            if why:
+                raise CorruptMemberError("%s: %s" % (path, why))
+            r = self._table.row(row)
+            if r.usize > SMALL_MEMBER or not stat.S_ISREG(self._table.mode[row]):
+                return None
+            extras = self._table.extras.get(row, b"")
+            source = self._file.retain()
+            limit = self._end
+            counted = self.writable    # only a writer could reuse the member's space
+            if counted:
+                self._readers_at[r.offset] = self._readers_at.get(r.offset, 0) + 1
+        try:
+            info = memberinfo.describe(source, r, extras, limit, self.options.password)
+            return small_content(source, info, self._verdicts)
+        finally:
+            source.release()
+            if counted:
+                self._reader_closed(r.offset)
 
     def _reader_closed(self, offset: int) -> None:
         with self._meta:

@@ -149,6 +149,12 @@ class ZipStore(Opening, ChangeGuard, Reading, Changes, Attributes, Journaling, D
     def dead_bytes(self) -> int:
         return self._dead
 
+    def has_encrypted(self) -> bool:
+        """Whether a member (live or dead: it is not worth telling) is encrypted."""
+        from archfs.zipengine.summary import any_encrypted
+        with self._meta:
+            return any_encrypted(self._table)
+
     def summary(self) -> dict:
         """Counts and sizes for ``archfs info`` (see ``zipengine/summary.py``)."""
         from archfs.zipengine.summary import summarize
