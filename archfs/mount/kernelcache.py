@@ -16,8 +16,12 @@ import threading
 from typing import Optional, Set
 
 
+LIMIT = 65536
+
+
 class KernelCachePolicy:
-    def __init__(self):
+    def __init__(self, limit: int = LIMIT):
+        self._limit = limit
         self._lock = threading.Lock()
         self._changed: Set[str] = set()            # changed since their last open
         self._since_rename: Optional[Set[str]] = None   # opened since the last rename
@@ -25,6 +29,9 @@ class KernelCachePolicy:
     def changed(self, path: str) -> None:
         with self._lock:
             self._changed.add(path)
+            if len(self._changed) > self._limit:
+                self._changed.clear()
+                self._since_rename = set()
 
     def renamed(self) -> None:
         with self._lock:
@@ -39,6 +46,8 @@ class KernelCachePolicy:
                 self._changed.discard(path)
             since = self._since_rename
             if since is not None and path not in since:
+                if len(since) >= self._limit:
+                    since = self._since_rename = set()
                 since.add(path)
                 keep = False
             return keep
