@@ -218,12 +218,25 @@ class GzipStream(_LibraryStream):
         """Kept until the first read: a mount that only lists never needs it."""
         self._pending_state = state
 
-    def pread(self, size: int, pos: int) -> bytes:
+    def checkpoints(self):
+        """[(bit offset, output offset)] of the deflate blocks the index starts
+        at, sorted; None where the decoder does not tell (indexed_gzip)."""
+        self._take_pending()
+        with self._lock:
+            if self._bounded:
+                return None
+            offsets = self._f.block_offsets()
+        return sorted((int(b), int(o)) for b, o in offsets.items())
+
+    def _take_pending(self) -> None:
         if self._pending_state is not None:
             with self._lock:        # one reader imports; the others wait for it
                 state, self._pending_state = self._pending_state, None
                 if state is not None:
                     self._import(state)
+
+    def pread(self, size: int, pos: int) -> bytes:
+        self._take_pending()
         return self._pread_checked(size, pos)
 
     def _import(self, state: bytes) -> None:

@@ -67,12 +67,15 @@ class GzipCodec(Codec):
     kind = "gzip"
     min_filler = 38
 
+    head: Optional[Tuple[int, int]] = None    # (length, output size) of a foreign head
+
     def compress(self, data: bytes) -> bytes:
         deflate = zlib.compressobj(6 if self.level is None else self.level, zlib.DEFLATED, -15)
         body = deflate.compress(data) + deflate.flush()
-        total = 24 + len(body) + 8
-        header = (b"\x1f\x8b\x08\x04\0\0\0\0\0\xff" + struct.pack("<H", 12) + b"AF"
-                  + struct.pack("<HII", 8, total, len(data)))
+        hd = b"" if self.head is None else b"HD" + struct.pack("<HQQ", 16, *self.head)
+        total = 24 + len(hd) + len(body) + 8
+        header = (b"\x1f\x8b\x08\x04\0\0\0\0\0\xff" + struct.pack("<H", 12 + len(hd)) + b"AF"
+                  + struct.pack("<HII", 8, total, len(data)) + hd)
         return header + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
 
     def reader(self, raw):
@@ -89,11 +92,20 @@ class GzipCodec(Codec):
                 + b"\x03\x00" + struct.pack("<II", 0, 0))
 
     def walk(self, pread, size: int) -> Optional[List[Segment]]:
+        """Members with sizes in their ``AF`` field; the file may start with a
+        foreign member that a cut ended (``deflatecut``): its length and
+        output size are then in an ``HD`` field of the members after it."""
         out = []
         pos = out_pos = 0
+        if not _is_af(pread(16, 0)):
+            head = _find_head(pread, size)
+            if head is None:
+                return None
+            pos, out_pos = head
+            out.append((0, pos, 0, out_pos))
         while pos < size:
             head = pread(24, pos)
-            if len(head) < 24 or head[:4] != b"\x1f\x8b\x08\x04" or head[12:16] != b"AF\x08\x00":
+            if len(head) < 24 or not _is_af(head):
                 return None
             total, usize = struct.unpack_from("<II", head, 16)
             if total < 38 or pos + total > size:
@@ -101,7 +113,51 @@ class GzipCodec(Codec):
             out.append((pos, total, out_pos, usize))
             pos += total
             out_pos += usize
+        self.head = (out[0][1], out[0][3]) if out and not _is_af(pread(16, 0)) else None
         return out
+
+
+_GZIP_AF = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff"
+HEAD_SEARCH = 64 << 10         # the last member's header is in this much of the file's end...
+
+
+def _is_af(head: bytes) -> bool:
+    return head[:10] == _GZIP_AF and head[12:16] == b"AF\x08\x00"
+
+
+def _find_head(pread, size: int) -> Optional[Tuple[int, int]]:
+    """(length, output size) of a cut foreign head, from the ``HD`` field of
+    a member near the end (after a commit the last one has it), checked by
+    walking from the head's end to that member."""
+    if size < 46:
+        return None
+    last_isize = struct.unpack("<I", pread(4, size - 4))[0]
+    search = HEAD_SEARCH
+    if last_isize <= SEGMENT:   # ...or, after a crash, in a segment's length (stored at worst)
+        search += last_isize + last_isize // 64 + 1024
+    start = max(0, size - search)
+    tail = pread(size - start, start)
+    at = tail.rfind(_GZIP_AF)
+    while at >= 0:
+        h = tail[at:at + 44]
+        if len(h) == 44 and _is_af(h) and h[24:28] == b"HD\x10\x00":
+            head_len, head_usize = struct.unpack_from("<QQ", h, 28)
+            if 0 < head_len <= start + at and _chain_reaches(pread, head_len, start + at, size):
+                return head_len, head_usize
+        at = tail.rfind(_GZIP_AF, 0, at)
+    return None
+
+
+def _chain_reaches(pread, pos: int, target: int, size: int) -> bool:
+    while pos < target:
+        head = pread(24, pos)
+        if len(head) < 24 or not _is_af(head):
+            return False
+        total = struct.unpack_from("<I", head, 16)[0]
+        if total < 38 or pos + total > size:
+            return False
+        pos += total
+    return pos == target
 
 
 class ZstdCodec(Codec):
@@ -413,6 +469,69 @@ class SegmentedStream(Shared):
 def segments_from_state(state: bytes) -> List[Segment]:
     found = json.loads(state[1:])
     return [tuple(int(x) for x in s) for s in found["segments"]]
+
+
+class HeadedStream(SegmentedStream):
+    """Segments after a foreign gzip member that a cut ended (``deflatecut``):
+    the first segment, the head, is read through ``head`` (a library stream
+    over the file, with the seek points it had before the cut up to it)."""
+
+    def __init__(self, file, codec: Codec, segments: List[Segment], head):
+        self.head = head
+        codec.head = (segments[0][1], segments[0][3])
+        super().__init__(file, codec, segments)
+
+    def _segment_bytes(self, i: int, seg: Segment, offset: int, size: int) -> bytes:
+        if seg[0] == 0:
+            data = self.head.pread(size, offset)
+            if len(data) != size:
+                raise EOFError("the gzip head ends early")
+            return data
+        return super()._segment_bytes(i, seg, offset, size)
+
+    def close(self) -> None:
+        head, self.head = self.head, None
+        super().close()
+        if head is not None:
+            head.release()
+
+    def head_checkpoints(self):
+        """[(bit offset, output offset)] of the head, before its cut."""
+        cut = self.segments[0][3]
+        return [p for p in (self.head.checkpoints() or ()) if p[1] <= cut]
+
+    def seek_state(self) -> bytes:
+        from archfs.engine.deflatecut import gztool_cut
+        state = {"kind": self.codec.kind, "segments": self.segments, "headed": True}
+        head_state = self.head.seek_state()
+        if head_state and head_state[:1] == b"R":
+            cut = gztool_cut(head_state[1:], self.segments[0][3])
+            if cut is not None:
+                state["head"] = (b"R" + cut).hex()
+        return b"S" + json.dumps(state).encode()
+
+    def load_seek_state(self, state: bytes) -> None:
+        super().load_seek_state(state)
+        found = json.loads(state[1:]).get("head")
+        if found:
+            self.head.load_seek_state(bytes.fromhex(found))
+
+
+def stream_from_state(file, path: str, codec: Codec, state: bytes) -> SegmentedStream:
+    """The stream a saved seek state (``seek_state``) describes."""
+    segments = segments_from_state(state)
+    if not json.loads(state[1:]).get("headed"):
+        return SegmentedStream(file, codec, segments)
+    from archfs.engine import compressed
+    stream = HeadedStream(file, codec, segments, compressed.open_stream(file, path, "gzip"))
+    stream.load_seek_state(state)
+    return stream
+
+
+def open_headed(file, path: str, codec: Codec, segments: List[Segment]) -> HeadedStream:
+    """A stream over a file whose walk found a foreign head."""
+    from archfs.engine import compressed
+    return HeadedStream(file, codec, segments, compressed.open_stream(file, path, "gzip"))
 
 
 class SegmentSink:

@@ -29,9 +29,17 @@ from typing import List, Optional
 
 from archfs.engine import compressed
 from archfs.engine.fileaccess import ArchiveFile, fsync_dir
-from archfs.engine.segments import CODECS, SEGMENT, SegmentedStream, SegmentSink, eoa_segment
+from archfs.engine.segments import (
+    CODECS,
+    SEGMENT,
+    HeadedStream,
+    SegmentedStream,
+    SegmentSink,
+    eoa_segment,
+)
 from archfs.errors import CorruptArchiveError
 from archfs.tarengine import headers as hd
+from archfs.tarengine import tailcut, tailrewrite
 from archfs.tarengine.store import StoreOptions
 from archfs.tarengine.writer import TarWriter, lock_for_writing
 
@@ -79,6 +87,8 @@ class CompressedTarWriter(TarWriter):
         segments = self.codec.walk(self._file.pread, size)
         if segments is None and isinstance(self.stream, SegmentedStream):
             segments = self.stream.segments         # from the saved index (bzip2)
+        if isinstance(self.stream, HeadedStream):
+            self.codec.head = self.stream.codec.head    # new segments name the head
         if segments is None:
             return                          # foreign: converted at the first write
         eoa = [i for i, s in enumerate(segments) if s[3] > 0 and s[2] == self.end]
@@ -97,9 +107,15 @@ class CompressedTarWriter(TarWriter):
         self._use_segments(segments)
         self._eoa = (c_off, c_len)
 
-    def _use_segments(self, segments) -> None:
-        stream = SegmentedStream(self._file, self.codec, segments)
-        old, self.stream = self.stream, stream
+    def _use_segments(self, segments, keep_head: bool = True) -> None:
+        old = self.stream
+        if keep_head and isinstance(old, HeadedStream) and segments and segments[0][0] == 0 \
+                and segments[0][1] == old.segments[0][1]:
+            stream = HeadedStream(self._file, self.codec, segments, old.head.retain())
+        else:
+            self.codec.head = None
+            stream = SegmentedStream(self._file, self.codec, segments)
+        self.stream = stream
         old.release()
         self._segments = list(segments)
 
@@ -214,13 +230,55 @@ class CompressedTarWriter(TarWriter):
         self._remember_identity()
 
     def _rewrite_archive(self) -> None:
-        """The whole archive anew, as segments, beside it; renamed over it."""
+        """From a cut point before the first change (``tailcut``), or the
+        whole archive anew, as segments, beside it, renamed over it."""
         if self._sink is not None:
             with self.stream._lock:
                 before = len(self._sink.segments)
                 self._sink.flush()
                 self._publish(before)
             self._remember_identity()
+        with self._meta:
+            plan = self._tail_plan()
+            if plan is not None and self._rewrite_from_cut(*plan):
+                return
+        self._rewrite_whole()
+
+    def _rewrite_from_cut(self, start: int, rows, empty_dirs, unchanged) -> bool:
+        """(Under ``_meta``.) False when there is no cut point to use."""
+        cut = tailcut.find_cut(self, start)
+        if cut is None or tailcut.readers_after(self, cut.out):
+            return False
+        self._dirty = False
+        try:
+            placed = tailcut.rewrite_from(self, cut, start, rows, empty_dirs, unchanged)
+        except BaseException:
+            self._dirty = True
+            if os.path.exists(tailrewrite.intent_path(self.path)):
+                # the new tail is safe in the intent file; the next open applies it
+                self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
+                                "it" % self.path)
+            self._remember_identity()
+            raise
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        t = self.table
+        for row, (header, data) in placed.items():
+            if row >= 0:
+                t.header[row], t.data[row] = header, data
+        for row in range(len(t)):
+            if t.header[row] >= start and row not in placed:
+                t.dead[row] = 1
+        self._adopt_materialized()
+        self._renamed.clear()
+        self.end = self._tail = placed[-1][0]
+        self._held = None
+        self._rewrite = False
+        self._remember_identity()
+        return True
+
+    def _rewrite_whole(self) -> None:
         with self._meta:
             self._dirty = False
             rows = self._rows_to_keep()
@@ -270,7 +328,7 @@ class CompressedTarWriter(TarWriter):
             if self._sink is not None:
                 self._sink.close()
                 self._sink = None
-            self._use_segments(sink.segments)
+            self._use_segments(sink.segments, keep_head=False)
             self._eoa = sink.eoa
             self.end = self._tail = placed[-1][0]
             self._held = None
@@ -281,9 +339,19 @@ class CompressedTarWriter(TarWriter):
                  self.codec.kind, time.monotonic() - started)
 
     def _convert(self) -> None:
-        """A foreign compressed archive, re-encoded once as segments."""
+        """A foreign compressed archive made appendable: its tail re-encoded
+        from a cut point (gzip), else the whole of it, once, as segments."""
+        if self._rewrite:               # removals wait too: one rewrite for both
+            self._rewrite_archive()
+            self._dirty = True
+            return
+        with self._meta:
+            if self._rewrite_from_cut(self.end, [], [], {}):
+                log.info("%s: re-encoded its end so that changes can be appended", self.path)
+                self._dirty = True
+                return
         log.info("%s: re-encoding it once so that changes can be appended", self.path)
-        self._rewrite_archive()
+        self._rewrite_whole()
         self._dirty = True
 
     def _raw_ok(self, row: int) -> bool:

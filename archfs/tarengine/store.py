@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.engine import compressed, indexcache
 from archfs.engine.fileaccess import ArchiveFile
-from archfs.engine.segments import CODECS, SegmentedStream, segments_from_state
+from archfs.engine.segments import CODECS, SegmentedStream, open_headed, stream_from_state
 from archfs.engine.tree import DIR_MODE, Tree
 from archfs.errors import (
     CorruptMemberError,
@@ -99,6 +99,8 @@ class TarStore:
         if self.compression is not None:
             codec = CODECS[self.compression]()
             segments = codec.walk(self._file.pread, self._file.size())
+            if segments and getattr(codec, "head", None) is not None:
+                return open_headed(self._file, self.path, codec, segments)
             if segments and max(s[3] for s in segments) <= MAX_WALKED_SEGMENT:
                 return SegmentedStream(self._file, codec, segments)
         return compressed.open_stream(self._file, self.path, self.compression)
@@ -256,8 +258,8 @@ class TarStore:
             state = sections[10]
             if self.compression is not None and state[:1] == b"S":
                 if not isinstance(self.stream, SegmentedStream):
-                    segments = segments_from_state(state)
-                    stream = SegmentedStream(self._file, CODECS[self.compression](), segments)
+                    stream = stream_from_state(self._file, self.path,
+                                               CODECS[self.compression](), state)
                     self.stream.release()
                     self.stream = stream
                 else:
