@@ -299,6 +299,15 @@ class _OffsetsStream(_LibraryStream):
         if self._offsets is not None:
             f.set_block_offsets(self._offsets)
 
+    def checkpoints(self):
+        """[(compressed offset, output offset)] sorted (bits for bzip2, bytes for zstd)."""
+        with self._lock:
+            if self._opened is None and self._offsets is not None:
+                offsets = self._offsets
+            else:
+                offsets = self._f.block_offsets()
+        return sorted((int(a), int(b)) for a, b in offsets.items())
+
 
 class Bzip2Stream(_OffsetsStream):
     kind = BZIP2

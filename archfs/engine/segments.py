@@ -472,9 +472,10 @@ def segments_from_state(state: bytes) -> List[Segment]:
 
 
 class HeadedStream(SegmentedStream):
-    """Segments after a foreign gzip member that a cut ended (``deflatecut``):
-    the first segment, the head, is read through ``head`` (a library stream
-    over the file, with the seek points it had before the cut up to it)."""
+    """Segments after a foreign gzip member or bzip2 stream that a cut ended
+    (``deflatecut``, ``bzip2cut``): the first segment, the head, is read
+    through ``head`` (a library stream over the file, with the seek points it
+    had before the cut up to it)."""
 
     def __init__(self, file, codec: Codec, segments: List[Segment], head):
         self.head = head
@@ -495,19 +496,12 @@ class HeadedStream(SegmentedStream):
         if head is not None:
             head.release()
 
-    def head_checkpoints(self):
-        """[(bit offset, output offset)] of the head, before its cut."""
-        cut = self.segments[0][3]
-        return [p for p in (self.head.checkpoints() or ()) if p[1] <= cut]
-
     def seek_state(self) -> bytes:
-        from archfs.engine.deflatecut import gztool_cut
         state = {"kind": self.codec.kind, "segments": self.segments, "headed": True}
-        head_state = self.head.seek_state()
-        if head_state and head_state[:1] == b"R":
-            cut = gztool_cut(head_state[1:], self.segments[0][3])
-            if cut is not None:
-                state["head"] = (b"R" + cut).hex()
+        head = cut_head_state(self.codec.kind, self.head.seek_state(), self.segments[0][1],
+                              self.segments[0][3])
+        if head is not None:
+            state["head"] = head.hex()
         return b"S" + json.dumps(state).encode()
 
     def load_seek_state(self, state: bytes) -> None:
@@ -517,13 +511,28 @@ class HeadedStream(SegmentedStream):
             self.head.load_seek_state(bytes.fromhex(found))
 
 
+def cut_head_state(kind: str, state: Optional[bytes], length: int, out: int) -> Optional[bytes]:
+    """A head's seek state (its library's) without the points past its cut:
+    ``length`` bytes of file, ``out`` bytes of output."""
+    if not state:
+        return None
+    if kind == "gzip":
+        from archfs.engine.deflatecut import gztool_cut
+        kept = gztool_cut(state[1:], out) if state[:1] == b"R" else None
+        return b"R" + kept if kept is not None else None
+    if kind == "bzip2":
+        points = [(b, o) for b, o in json.loads(state) if o <= out and b < length * 8]
+        return json.dumps(points).encode()
+    return None
+
+
 def stream_from_state(file, path: str, codec: Codec, state: bytes) -> SegmentedStream:
     """The stream a saved seek state (``seek_state``) describes."""
     segments = segments_from_state(state)
     if not json.loads(state[1:]).get("headed"):
         return SegmentedStream(file, codec, segments)
     from archfs.engine import compressed
-    stream = HeadedStream(file, codec, segments, compressed.open_stream(file, path, "gzip"))
+    stream = HeadedStream(file, codec, segments, compressed.open_stream(file, path, codec.kind))
     stream.load_seek_state(state)
     return stream
 

@@ -27,9 +27,16 @@ import logging
 import time
 from typing import Optional
 
-from archfs.engine import deflatecut
-from archfs.engine.compressed import GzipStream, open_stream
-from archfs.engine.segments import CODECS, SEGMENT, HeadedStream, SegmentedStream, SegmentSink
+from archfs.engine import bzip2cut, deflatecut
+from archfs.engine.compressed import Bzip2Stream, GzipStream, open_stream
+from archfs.engine.segments import (
+    CODECS,
+    SEGMENT,
+    HeadedStream,
+    SegmentedStream,
+    SegmentSink,
+    cut_head_state,
+)
 from archfs.errors import CorruptArchiveError
 from archfs.tarengine import headers as hd
 from archfs.tarengine import tailrewrite
@@ -59,21 +66,53 @@ def find_cut(writer, start: int) -> Optional[Cut]:
         return _segment_cut(writer, stream, start)
     if isinstance(stream, GzipStream):
         return _deflate_cut(writer, stream, start, writer._file.size())
+    if isinstance(stream, Bzip2Stream):
+        return _bzip2_cut(writer, stream, start)
     return None
 
 
 def _segment_cut(writer, stream: SegmentedStream, start: int) -> Optional[Cut]:
-    head = getattr(stream.codec, "head", None) if isinstance(stream, HeadedStream) else None
+    headed = isinstance(stream, HeadedStream)
+    head = (stream.segments[0][1], stream.segments[0][3]) if headed else None
     last_at = last_out = 0
     for seg in sorted(stream.segments):
         if seg[3] <= 0:
             continue
         if seg[2] + seg[3] > start:
-            if head is not None and seg[0] == 0:
+            if headed and seg[0] == 0:
+                if stream.codec.kind == "bzip2":
+                    return _bzip2_cut(writer, stream.head, start, headed=stream)
                 return _deflate_cut(writer, stream.head, start, seg[1], headed=stream)
             return Cut(seg[0], b"", seg[2], head)
         last_at, last_out = seg[0] + seg[1], seg[2] + seg[3]
     return Cut(last_at, b"", last_out, head)
+
+
+def _bzip2_cut(writer, lib: Bzip2Stream, start: int,
+               headed: Optional[HeadedStream] = None) -> Optional[Cut]:
+    """End the bzip2 stream holding tar offset ``start`` at the block it is in."""
+    path = writer.path
+    pread = writer._file.pread
+    try:
+        points = lib.checkpoints()
+        if headed is not None:
+            points = [p for p in points if p[1] <= headed.segments[0][3]
+                      and p[0] < headed.segments[0][1] * 8]
+        found = next((p for p in reversed(points) if p[1] <= start
+                      and bzip2cut.is_block(pread, p[0])), None)
+        if found is None:
+            return None
+        bit, out = found
+        plan = bzip2cut.plan(pread, points, bit)
+        if lib.pread(len(plan.block), out) != plan.block:
+            raise CorruptArchiveError("the block at the cut differs from the stream's")
+    except (CorruptArchiveError, EOFError, ValueError, RuntimeError) as exc:
+        log.warning("%s: cannot cut the bzip2 stream at a block: %s; rewriting it whole",
+                    path, exc)
+        return None
+    byte = bit // 8
+    state = cut_head_state("bzip2", lib.seek_state(), byte + len(plan.closing), out)
+    return Cut(byte, plan.closing, out, (byte + len(plan.closing), out), state, new_head=True)
 
 
 def _deflate_cut(writer, lib: GzipStream, start: int, limit: int,
@@ -110,11 +149,7 @@ def _deflate_cut(writer, lib: GzipStream, start: int, limit: int,
         log.warning("%s: cannot cut the gzip stream at its checkpoint (bit %d): %s; "
                     "rewriting it whole", path, bit, exc)
         return None
-    state = lib.seek_state() if headed is None else headed.head.seek_state()
-    head_state = None
-    if state and state[:1] == b"R":
-        kept = deflatecut.gztool_cut(state[1:], out)
-        head_state = b"R" + kept if kept is not None else None
+    head_state = cut_head_state("gzip", lib.seek_state(), byte + len(closing), out)
     return Cut(byte, closing, out, (byte + len(closing), out), head_state, new_head=True)
 
 
@@ -215,7 +250,7 @@ def rewrite_from(writer, cut: Cut, start: int, rows, empty_dirs, unchanged) -> d
     writer.codec = codec
     if cut.head is not None:
         if cut.new_head:
-            head = open_stream(writer._file, writer.path, "gzip")
+            head = open_stream(writer._file, writer.path, codec.kind)
             if cut.head_state is not None:
                 head.load_seek_state(cut.head_state)
         else:
