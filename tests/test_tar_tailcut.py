@@ -372,3 +372,34 @@ def test_a_bzip2_stream_cut_at_each_block_is_valid():
     assert cuts >= 4
     with pytest.raises(Exception):
         bzip2cut.plan(pread, points, points[1][0] + 1)
+
+
+@pytest.mark.parametrize("sizes", [True, False])
+def test_a_zstd_archive_of_several_frames(tmp_path, sizes):
+    """Frames that record their sizes are cut at; without them (indexed_zstd
+    would read the file) the archive is rewritten whole, and nothing is lost."""
+    import zstandard
+    src = tmp_path / "src"
+    files = make_files(src, count=6)
+    tar = subprocess.run(["tar", "-cf", "-", "-C", str(src), "."], capture_output=True,
+                         check=True).stdout
+    c = zstandard.ZstdCompressor(write_content_size=sizes, write_checksum=True)
+    archive = tmp_path / "frames.tar.zst"
+    archive.write_bytes(b"".join(c.compress(tar[i:i + (1 << 20)])
+                                 for i in range(0, len(tar), 1 << 20)))
+    before = archive.read_bytes()
+    for round in range(3):
+        with open_archive(str(archive), "a", {"index_cache": "0"} if round == 1 else None) as a:
+            a.writedata("r%d.txt" % round, b"round %d\n" % round)
+        files["r%d.txt" % round] = b"round %d\n" % round
+        if round == 0 and sizes:
+            assert common_prefix(before, archive.read_bytes()) >= len(before) - (1 << 20) - 4096
+        assert subprocess.run(["zstd", "-q", "-t", str(archive)]).returncode == 0
+        with open_archive(str(archive), "r", {"index_cache": "0"}) as a:
+            assert sorted(a.getnames()) == sorted(files)
+            assert all(a.open(n).read() == d for n, d in files.items())
+    out = tmp_path / "x"
+    out.mkdir()
+    assert subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)]).returncode == 0
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+            if p.is_file()} == files

@@ -10,7 +10,9 @@ can end and start again:
   block boundary at or before that byte, one of the seek index's checkpoints.
   The member is ended there (``engine/deflatecut``); what followed is
   re-encoded as segments. So the first write to a foreign .tar.gz re-encodes
-  about one checkpoint interval (1 MiB of compressed data), not the archive.
+  about one checkpoint interval (1 MiB of compressed data), not the archive;
+- in a foreign bzip2 stream: a block boundary (``engine/bzip2cut``), the
+  same way: the stream is ended there, what followed is re-encoded.
 
 The new bytes from the cut on (what closes the head, the segments of the
 unchanged tar bytes between the cut and the change, the surviving members,
@@ -18,9 +20,11 @@ the end-of-archive segment) go through ``tailrewrite``'s intent file, so a
 crash at any moment leaves the old archive or, after the next open or
 ``archfs repair``, the new one.
 
-bzip2, xz and zstd streams made by other tools are one block, stream or
-frame from end to end where they have no cut point: those are still
-rewritten whole, beside the archive (``recompress``).
+A zstd file of several frames that record their sizes is read as segments
+and cut at a frame. A single xz block or zstd frame from end to end (what
+xz and zstd make by default) has no cut point: such an archive is rewritten
+whole, beside it, at its first write (``recompress``); so is an archive whose
+first change is in its first segment or checkpoint interval.
 """
 
 import logging
@@ -68,7 +72,7 @@ def find_cut(writer, start: int) -> Optional[Cut]:
         return _deflate_cut(writer, stream, start, writer._file.size())
     if isinstance(stream, Bzip2Stream):
         return _bzip2_cut(writer, stream, start)
-    return None
+    return None     # (indexed_zstd stops at an empty frame: a zstd head is not kept)
 
 
 def _segment_cut(writer, stream: SegmentedStream, start: int) -> Optional[Cut]:
@@ -83,6 +87,8 @@ def _segment_cut(writer, stream: SegmentedStream, start: int) -> Optional[Cut]:
                 if stream.codec.kind == "bzip2":
                     return _bzip2_cut(writer, stream.head, start, headed=stream)
                 return _deflate_cut(writer, stream.head, start, seg[1], headed=stream)
+            if seg[2] == 0:
+                return None     # all of it: written beside and renamed costs less
             return Cut(seg[0], b"", seg[2], head)
         last_at, last_out = seg[0] + seg[1], seg[2] + seg[3]
     return Cut(last_at, b"", last_out, head)
@@ -98,7 +104,7 @@ def _bzip2_cut(writer, lib: Bzip2Stream, start: int,
         if headed is not None:
             points = [p for p in points if p[1] <= headed.segments[0][3]
                       and p[0] < headed.segments[0][1] * 8]
-        found = next((p for p in reversed(points) if p[1] <= start
+        found = next((p for p in reversed(points) if 0 < p[1] <= start
                       and bzip2cut.is_block(pread, p[0])), None)
         if found is None:
             return None
@@ -127,7 +133,7 @@ def _deflate_cut(writer, lib: GzipStream, start: int, limit: int,
         return None
     if headed is not None:
         points = [p for p in (points or ()) if p[1] <= headed.segments[0][3]]
-    points = [p for p in (points or ()) if p[1] <= start and p[0] >= 80]
+    points = [p for p in (points or ()) if 0 < p[1] <= start and p[0] >= 80]
     if not points:
         return None
     bit, out = points[-1]
