@@ -35,6 +35,8 @@ GROUP_HELP = """row groups (for --only):
                 random reads after indexing
   tar-add-big   add a 1 KiB file to a copy of a 1 GiB plain tar, until saved
   tar-add-gz    the same for a 1 GiB .tar.gz that archfs wrote before
+  tar-add-gz-first
+                the same for the 1 GiB .tar.gz gzip made: archfs's first write to it
   edit-tiny     100 fsynced 1 KiB edits (new and changed files) in the 1,000,000-entry
                 archive, then unmount: fsync time, bytes added per fsync, unmount time,
                 size after, mount time before and after; the result is checked with

@@ -316,6 +316,8 @@ GROUPS: dict[str, Callable[[Context, Tool], Outcome]] = {
     "tar-add-big": tar_only(lambda c, t: add_small_file(c, t, "stored.tar"), ["total_s"]),
     "tar-add-gz": tar_only(lambda c, t: add_small_file(c, t, "deflated-archfs.tar.gz"),
                            ["total_s"]),
+    "tar-add-gz-first": tar_only(lambda c, t: add_small_file(c, t, "deflated.tar.gz"),
+                                 ["total_s"]),
     "edit-tiny": edit_run,
     "remote-mount": lambda c, t: _remote().remote_mount(c, t),
     "remote-seq": lambda c, t: _remote().remote_sequential(c, t),
@@ -337,6 +339,7 @@ NEEDS = {  # workloads each group reads
     "tar-small-zst": ["small.tar.zst"], "tar-seq": ["deflated.tar"],
     "tar-seq-gz": ["deflated.tar.gz"], "tar-seq-zst": ["deflated.tar.zst"],
     "tar-add-big": ["stored.tar"], "tar-add-gz": ["deflated-archfs.tar.gz"],
+    "tar-add-gz-first": ["deflated.tar.gz"],
     "edit-tiny": [wl.TINY],
     "remote-mount": [wl.SMALL], "remote-seq": [wl.STORED],
 }
