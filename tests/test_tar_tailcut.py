@@ -403,3 +403,29 @@ def test_a_zstd_archive_of_several_frames(tmp_path, sizes):
     assert subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)]).returncode == 0
     assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
             if p.is_file()} == files
+
+
+UNCOMMITTED = r"""
+import os, sys
+from archfs.archives import open_archive
+a = open_archive(sys.argv[1], "a")
+a.writedata("new.txt", b"new\n")
+a.commit()
+a.writedata("big.bin", os.urandom(3 << 20))       # segments written, never committed
+a._store._sink.flush()
+os._exit(9)
+"""
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_uncommitted_segments_after_a_cut_head_are_cut_off(tmp_path, cache):
+    archive, files = foreign(tmp_path)
+    done = subprocess.run([sys.executable, "-c", UNCOMMITTED, str(archive)],
+                          capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    files["new.txt"] = b"new\n"
+    grown = archive.stat().st_size
+    with open_archive(str(archive), "a", None if cache else {"index_cache": "0"}) as a:
+        assert sorted(a.getnames()) == sorted(files)
+    assert archive.stat().st_size < grown - (2 << 20)        # the unfinished commit is gone
+    check_tools(archive, files, tmp_path)

@@ -118,7 +118,7 @@ class GzipCodec(Codec):
 
 
 _GZIP_AF = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff"
-HEAD_SEARCH = 64 << 10         # the last member's header is in this much of the file's end...
+HEAD_SEARCH = 4096             # the last member's header is in this much of the file's end
 
 
 def _is_af(head: bytes) -> bool:
@@ -127,16 +127,26 @@ def _is_af(head: bytes) -> bool:
 
 def _find_head(pread, size: int) -> Optional[Tuple[int, int]]:
     """(length, output size) of a cut foreign head, from the ``HD`` field of
-    a member near the end (after a commit the last one has it), checked by
-    walking from the head's end to that member."""
+    a member near the end, checked by walking from the head's end to that
+    member. After a commit the last member is a small end-of-archive
+    segment: one read of the file's last 4 KiB finds it (what a foreign
+    .tar.gz costs at every open); after a crash, uncommitted segments may
+    follow it: the last one's header is then within a segment's length."""
     if size < 46:
         return None
-    last_isize = struct.unpack("<I", pread(4, size - 4))[0]
-    search = HEAD_SEARCH
-    if last_isize <= SEGMENT:   # ...or, after a crash, in a segment's length (stored at worst)
-        search += last_isize + last_isize // 64 + 1024
-    start = max(0, size - search)
+    start = max(0, size - HEAD_SEARCH)
     tail = pread(size - start, start)
+    found = _search_head(pread, size, tail, start)
+    if found is not None:
+        return found
+    last_isize = struct.unpack("<I", tail[-4:])[0]
+    if last_isize > SEGMENT or start == 0:
+        return None
+    start = max(0, size - HEAD_SEARCH - last_isize - last_isize // 64 - 1024)
+    return _search_head(pread, size, pread(size - start, start), start)
+
+
+def _search_head(pread, size: int, tail: bytes, start: int) -> Optional[Tuple[int, int]]:
     at = tail.rfind(_GZIP_AF)
     while at >= 0:
         h = tail[at:at + 44]
