@@ -1,4 +1,4 @@
-"""Tar archives (plain, gzip, bzip2, xz, zstd): the seed's TarfileArchive over
+"""Tar archives (plain, gzip, bzip2, xz, zstd, lz4): the seed's TarfileArchive over
 archfs's tar engine.
 
 Every method is a thin translation onto ``archfs.tarengine`` (reading:
@@ -31,19 +31,21 @@ class TarfileArchive(StoreArchive):
     """Tar archives, compressed or not (see the module docstring)."""
 
     name = "tar"
-    description = "Read tar archives (gzip, bzip2, xz, zstd) and write them in place."
+    description = "Read tar archives (gzip, bzip2, xz, zstd, lz4) and write them in place."
     mimetypes = ["application/x-tar", "application/x-gtar", "application/gzip",
                  "application/x-gzip", "application/x-compressed-tar", "application/x-bzip2",
                  "application/x-bzip-compressed-tar", "application/x-xz",
                  "application/x-xz-compressed-tar", "application/zstd",
-                 "application/x-zstd-compressed-tar"]
+                 "application/x-zstd-compressed-tar", "application/x-lz4",
+                 "application/x-lz4-compressed-tar"]
     suffixes = (".tar", ".tar.gz", ".tgz", ".taz", ".tar.bz2", ".tbz", ".tbz2", ".tb2",
                 ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.zstd",
-                ".gz", ".bz2", ".xz", ".zst")
+                ".tar.lz4", ".gz", ".bz2", ".xz", ".zst", ".lz4")
     options = {
         "compression_level": Option("compression_level", "N", "6",
                                     "compression level of members written to a compressed "
-                                    "tar (gzip, bzip2, xz: 1-9; zstd: 1-19)",
+                                    "tar (gzip, bzip2, xz: 1-9; zstd: 1-19; lz4: 6 is its fast "
+                                    "mode, others up to 16 its HC levels)",
                                     optionspec.whole(1, 19)),
         "index_cache": Option("index_cache", "0/1", "1",
                               "save and load the member index and seek points of "

@@ -30,17 +30,18 @@ from typing import Optional
 
 from archfs.engine.sharing import Shared
 
-GZIP, BZIP2, XZ, ZSTD = "gzip", "bzip2", "xz", "zstd"
+GZIP, BZIP2, XZ, ZSTD, LZ4 = "gzip", "bzip2", "xz", "zstd", "lz4"
 
 _MAGIC = (
     (b"\x1f\x8b", GZIP),
     (b"BZh", BZIP2),
     (b"\xfd7zXZ\x00", XZ),
     (b"\x28\xb5\x2f\xfd", ZSTD),
+    (b"\x04\x22\x4d\x18", LZ4),
 )
 
 SUFFIXES = {GZIP: (".gz", ".tgz", ".taz"), BZIP2: (".bz2", ".tbz", ".tbz2", ".tb2"),
-            XZ: (".xz", ".txz"), ZSTD: (".zst", ".tzst", ".zstd")}
+            XZ: (".xz", ".txz"), ZSTD: (".zst", ".tzst", ".zstd"), LZ4: (".lz4",)}
 GZIP_CHUNK = 1 << 20          # rapidgzip chunk: a random read decodes about this much
 GZIP_THREADS = 1
 BOMB_RATIO = 50               # gzip this compressible is read with bounded memory
@@ -370,6 +371,34 @@ class _Forward:
         self._reader.close()
 
 
+class Lz4Stream(_LibraryStream):
+    """lz4 (python-lz4), decoded forward across frames, from the start again
+    for a backward seek: the lz4 tool writes one frame. Archives archfs
+    wrote are read by segment instead (``engine/segments``)."""
+
+    kind = LZ4
+
+    def _open(self):
+        raw = open(self._path, "rb") if isinstance(self._path, str) else self._path
+        return _ForwardLz4(raw, owns=isinstance(self._path, str))
+
+
+class _ForwardLz4(_Forward):
+    def __init__(self, raw, owns: bool):
+        self._owns = owns
+        super().__init__(raw)
+
+    def _restart(self):
+        from archfs.engine.lz4frames import Lz4Reader
+        self._raw.seek(0)
+        self._reader = Lz4Reader(self._raw)
+        self._pos = 0
+
+    def close(self) -> None:
+        if self._owns:
+            self._raw.close()
+
+
 class XzStream(_LibraryStream):
     kind = XZ
 
@@ -378,7 +407,8 @@ class XzStream(_LibraryStream):
         return xz.open(self._path, "rb")
 
 
-_CLASSES = {GZIP: GzipStream, BZIP2: Bzip2Stream, XZ: XzStream, ZSTD: ZstdStream}
+_CLASSES = {GZIP: GzipStream, BZIP2: Bzip2Stream, XZ: XzStream, ZSTD: ZstdStream,
+            LZ4: Lz4Stream}
 
 
 def open_stream(file, path: str, kind: Optional[str]):
@@ -399,4 +429,4 @@ def library_error(exc: BaseException) -> bool:
     if isinstance(exc, (EOFError, ValueError, RuntimeError)):
         return True
     name = type(exc).__name__
-    return name in ("LZMAError", "XZError", "ZstdError", "BadGzipFile")
+    return name in ("LZMAError", "XZError", "ZstdError", "BadGzipFile", "LZ4FrameError")

@@ -43,6 +43,7 @@ Segment = Tuple[int, int, int, int]     # (compressed offset, length, output off
 class Codec:
     kind = ""
     min_filler = 0
+    fills_start = True          # a filler may stand at the file's start
 
     def __init__(self, level: Optional[int] = None):
         self.level = level
@@ -345,7 +346,18 @@ class Bzip2Codec(Codec):
         return bz2.compress(b"") * (length // 14)
 
 
-CODECS = {"gzip": GzipCodec, "zstd": ZstdCodec, "xz": XzCodec, "bzip2": Bzip2Codec}
+class _LazyCodecs(dict):
+    """The codecs by kind; lz4's module is imported when it is first asked for."""
+
+    def __missing__(self, kind: str):
+        if kind == "lz4":
+            from archfs.engine.lz4frames import Lz4Codec
+            self[kind] = Lz4Codec
+            return Lz4Codec
+        raise KeyError(kind)
+
+
+CODECS = _LazyCodecs(gzip=GzipCodec, zstd=ZstdCodec, xz=XzCodec, bzip2=Bzip2Codec)
 
 
 def eoa_segment(codec: Codec, zeros: int) -> Tuple[bytes, int]:

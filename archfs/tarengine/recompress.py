@@ -198,6 +198,9 @@ class CompressedTarWriter(TarWriter):
     # -- commit -------------------------------------------------------------------------
 
     def _commit_appends(self) -> None:
+        if self._sink is not None and self._eoa[0] == 0 and not self.codec.fills_start:
+            self._rewrite_archive()     # a new lz4 archive: its first segment is the EOA
+            return
         with self._meta:
             self._dirty = False
         sink = self._sink
