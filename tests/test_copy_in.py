@@ -1,6 +1,6 @@
 """Copying many small files in: grouped copy-back (one archive write per
-group of files), the one-thread read-write mount with fsync served beside
-it, and what ``cp -r`` / ``cp -a`` leave behind."""
+group of files), fsync while other requests are served (the FsyncWorker
+that a one-thread read-write mount uses is tested on its own), and what ``cp -r`` / ``cp -a`` leave behind."""
 
 import os
 import random
@@ -257,9 +257,9 @@ def test_cp_r_and_cp_a_of_many_small_files_read_back_identical(tmp_path, mounter
         assert (again.path / "plain" / rel).read_bytes() == data
 
 
-def test_fsync_on_a_one_thread_mount_commits_while_others_are_served(tmp_path, mounter):
-    """fsync is answered from its own thread; it still returns only once
-    the file is durable, and requests from another process are served."""
+def test_fsync_commits_while_others_are_served(tmp_path, mounter):
+    """fsync returns only once the file is durable, and requests from
+    another process are served meanwhile."""
     archive = _new_zip(tmp_path / "a.zip")
     mnt = mounter(archive)
     stop = threading.Event()

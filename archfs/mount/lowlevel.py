@@ -63,16 +63,14 @@ MAX_THREADS = 2
 # the GIL back and forth; measured on grep -r over 100,000 small files, one
 # thread used 25-40% less CPU.
 READ_ONLY_THREADS = 1
-# ... and on read-write mounts of local archives that commit in the
-# background (a commit interval above 0): there the one request that waits
-# long, fsync, is answered from a helper thread (``FsyncWorker``) while the
-# libfuse thread goes on serving. Measured (under load) on cp -r of 10,000
-# small files: with two threads the asynchronous release of one file and
-# the next file's requests are served at once and hand the GIL back and
-# forth; one thread used 20-30% less CPU. The price, as on read-only
-# mounts: a slow request (a random read deep in a big deflated member, the
-# first write to a big member, which copies it out) holds up the others.
-READ_WRITE_THREADS = 1
+# Read-write mounts keep two. One thread, with fsync answered from a helper
+# thread (``FsyncWorker``), used 20-30% less CPU on a cp -r of 10,000 small
+# files under load, but on a quiet machine the copy took longer (6.1-7.0 s
+# against 5.5-5.8 s with two, alternating runs): the second thread serves
+# one file's release while the first takes the next file's requests. Two
+# also keep a slow request (the first write to a big member copies it out)
+# from holding up every other. Set to 1 to serve with one thread.
+READ_WRITE_THREADS = 2
 
 
 class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
