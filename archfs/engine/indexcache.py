@@ -16,6 +16,8 @@ import struct
 from array import array
 from typing import Callable, Iterable, List, Optional, Tuple, TypeVar
 
+from archfs.engine.digest import sha256
+
 log = logging.getLogger("archfs.index")
 
 MAGIC = b"ARCHFSIX"
@@ -30,22 +32,9 @@ def cache_dir() -> str:
 
 def cache_file(path: str, directory: Optional[str], kind: str) -> str:
     name = path if "://" in path else os.path.realpath(path)    # a URL names itself
-    digest = _sha256(name.encode("utf-8", "surrogateescape"))
+    digest = sha256(name.encode("utf-8", "surrogateescape"))
     suffix = ".idx" if kind == "zip" else "." + kind + ".idx"
     return os.path.join(directory or cache_dir(), digest.hexdigest()[:32] + suffix)
-
-
-def _sha256(data: bytes):
-    """hashlib's sha256 without hashlib where CPython has its own module:
-    hashlib loads OpenSSL's libcrypto, a noticeable part of a second mount's
-    start from a cold page cache."""
-    for name in ("_sha2", "_sha256"):        # 3.12 and later, 3.10-3.11
-        try:
-            return __import__(name).sha256(data)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-    return hashlib.sha256(data)
 
 
 def file_key(path: str, identity, kind: str, version: int) -> dict:

@@ -20,6 +20,8 @@ import re
 import stat as _stat
 from typing import Optional
 
+from archfs.engine.digest import sha256
+
 
 def state_dir(create: bool = True) -> str:
     """The per-user state directory; checked to be ours and private."""
@@ -43,23 +45,10 @@ def state_dir(create: bool = True) -> str:
     return path
 
 
-def _sha256(data: bytes):
-    """hashlib's sha256 without importing hashlib where CPython has its own
-    module: hashlib loads OpenSSL's libcrypto, a noticeable part of the
-    start of ``archfs unmount``, which reads these names."""
-    for name in ("_sha2", "_sha256"):        # 3.12 and later, 3.10-3.11
-        try:
-            return __import__(name).sha256(data)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-    return hashlib.sha256(data)
-
-
 def key_for(path: str) -> str:
     """A file name for a real path: readable tail plus a hash of the whole."""
     tail = re.sub(r"[^A-Za-z0-9._-]+", "-", path.strip("/"))[-60:].strip("-") or "root"
-    digest = _sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    digest = sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return "%s-%s" % (tail, digest)
 
 

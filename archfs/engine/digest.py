@@ -1,0 +1,16 @@
+"""SHA-256 for cache and state file names, without importing hashlib.
+
+Where CPython has its own module (``_sha2`` from 3.12, ``_sha256`` before)
+it is used: hashlib loads OpenSSL's libcrypto, a noticeable part of a second
+mount's start, and of ``archfs unmount``'s, from a cold page cache.
+"""
+
+
+def sha256(data: bytes):
+    for name in ("_sha2", "_sha256"):        # 3.12 and later, 3.10-3.11
+        try:
+            return __import__(name).sha256(data)
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+    return hashlib.sha256(data)
