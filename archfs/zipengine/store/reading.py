@@ -13,14 +13,19 @@ class Reading:
     """Part of ZipStore: members opened for reading, counted by offset so the
     space of a removed member is not reused while a reader still has it."""
 
+    def _readable_row(self, path: str):
+        """(Under ``_meta``.) The row of a file member and its record; a
+        member the scan found damaged is refused here, before any read."""
+        row = self._file_row(path)
+        why = self._bad.get(row)
+        if why:
+            raise CorruptMemberError("%s: %s" % (path, why))
+        return row, self._table.row(row)
+
     def open_member(self, path: str) -> MemberReader:
         """A seekable reader of a file or symlink member."""
         with self._meta:
-            row = self._file_row(path)
-            why = self._bad.get(row)
-            if why:
-                raise CorruptMemberError("%s: %s" % (path, why))
-            r = self._table.row(row)
+            row, r = self._readable_row(path)
             extras = self._table.extras.get(row, b"")
             source = self._file.retain()
             limit = self._end
@@ -41,11 +46,7 @@ class Reading:
         reader; None for a member that needs one (bigger than
         ``SMALL_MEMBER``, or a link)."""
         with self._meta:
-            row = self._file_row(path)
-            why = self._bad.get(row)
-            if why:
-                raise CorruptMemberError("%s: %s" % (path, why))
-            r = self._table.row(row)
+            row, r = self._readable_row(path)
             if r.usize > SMALL_MEMBER or not stat.S_ISREG(self._table.mode[row]):
                 return None
             extras = self._table.extras.get(row, b"")
