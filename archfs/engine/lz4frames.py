@@ -9,7 +9,7 @@ which archfs writes as fillers, as for zstd (``engine/segments``).
 import struct
 from typing import List, Optional
 
-from archfs.engine.segments import Codec, Segment
+from archfs.engine.segcodecs import Codec, Segment
 
 MAGIC = b"\x04\x22\x4d\x18"
 _EMPTY_FRAME = bytes.fromhex("04224d1860408200000000")   # no content, checks right
