@@ -7,9 +7,9 @@ which archfs writes as fillers, as for zstd (``engine/segments``).
 """
 
 import struct
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from archfs.engine.segcodecs import Codec, Segment
+from archfs.engine.segcodecs import Codec, Segment, walk_frames
 
 MAGIC = b"\x04\x22\x4d\x18"
 _EMPTY_FRAME = bytes.fromhex("04224d1860408200000000")   # no content, checks right
@@ -125,50 +125,37 @@ class Lz4Codec(Codec):
 
     def walk(self, pread, size: int) -> Optional[List[Segment]]:
         """Frames that record their content size, and skippable frames."""
-        out = []
-        pos = out_pos = 0
-        while pos < size:
-            head = pread(19, pos)
-            if len(head) < 8:
-                return None
-            magic = struct.unpack_from("<I", head)[0]
-            if _skippable(magic):
-                length = 8 + struct.unpack_from("<I", head, 4)[0]
-                out.append((pos, length, out_pos, 0))
-                pos += length
-                continue
-            if head[:4] != MAGIC or len(head) < 7:
-                return None
-            flg = head[4]
-            if flg >> 6 != 1:
-                return None
-            if flg & 0x08:
-                if len(head) < 15:
-                    return None
-                content = struct.unpack_from("<Q", head, 6)[0]
-                at = 14
-            elif _is_empty(head):
-                content, at = 0, 6
-            else:
-                return None                  # no content size: would need decoding
-            at += (4 if flg & 0x01 else 0) + 1
-            block = pos + at
-            while True:
-                bh = pread(4, block)
-                if len(bh) < 4:
-                    return None
-                bsize = struct.unpack("<I", bh)[0]
-                block += 4
-                if bsize == 0:
-                    break
-                block += (bsize & 0x7FFFFFFF) + (4 if flg & 0x10 else 0)
-            end = block + (4 if flg & 0x04 else 0)
-            if end > size:
-                return None
-            out.append((pos, end - pos, out_pos, content))
-            out_pos += content
-            pos = end
-        return out
+        return walk_frames(pread, size, 19, _lz4_frame)
+
+
+def _lz4_frame(pread, head: bytes, pos: int) -> Optional[Tuple[int, int]]:
+    """An lz4 frame's end and content size, from its header and block sizes."""
+    if head[:4] != MAGIC or len(head) < 7:
+        return None
+    flg = head[4]
+    if flg >> 6 != 1:
+        return None
+    if flg & 0x08:
+        if len(head) < 15:
+            return None
+        content = struct.unpack_from("<Q", head, 6)[0]
+        at = 14
+    elif _is_empty(head):
+        content, at = 0, 6
+    else:
+        return None                  # no content size: would need decoding
+    at += (4 if flg & 0x01 else 0) + 1
+    block = pos + at
+    while True:
+        bh = pread(4, block)
+        if len(bh) < 4:
+            return None
+        bsize = struct.unpack("<I", bh)[0]
+        block += 4
+        if bsize == 0:
+            break
+        block += (bsize & 0x7FFFFFFF) + (4 if flg & 0x10 else 0)
+    return block + (4 if flg & 0x04 else 0), content
 
 
 def _is_empty(head: bytes) -> bool:

@@ -40,6 +40,35 @@ class Codec:
         return None
 
 
+def walk_frames(pread, size: int, head_len: int, measure) -> Optional[List[Segment]]:
+    """Frames one after another, as zstd and lz4 lay them out: a skippable
+    frame (magic 0x184D2A50-5F in both) spans 8 bytes and the length it
+    records; any other frame ``measure(pread, head, pos)`` sizes as (end,
+    content size), or None where only decoding could tell."""
+    out = []
+    pos = out_pos = 0
+    while pos < size:
+        head = pread(head_len, pos)
+        if len(head) < 8:
+            return None
+        magic = struct.unpack_from("<I", head)[0]
+        if 0x184D2A50 <= magic <= 0x184D2A5F:
+            length = 8 + struct.unpack_from("<I", head, 4)[0]
+            out.append((pos, length, out_pos, 0))
+            pos += length
+            continue
+        frame = measure(pread, head, pos)
+        if frame is None:
+            return None
+        end, content = frame
+        if end > size:
+            return None
+        out.append((pos, end - pos, out_pos, content))
+        out_pos += content
+        pos = end
+    return out
+
+
 class GzipCodec(Codec):
     kind = "gzip"
     min_filler = 38
@@ -171,47 +200,34 @@ class ZstdCodec(Codec):
         return empty + struct.pack("<II", 0x184D2A50, rest - 8) + bytes(rest - 8)
 
     def walk(self, pread, size: int) -> Optional[List[Segment]]:
-        out = []
-        pos = out_pos = 0
-        while pos < size:
-            head = pread(18, pos)
-            if len(head) < 8:
-                return None
-            magic = struct.unpack_from("<I", head)[0]
-            if 0x184D2A50 <= magic <= 0x184D2A5F:
-                length = 8 + struct.unpack_from("<I", head, 4)[0]
-                out.append((pos, length, out_pos, 0))
-                pos += length
-                continue
-            if magic != 0xFD2FB528:
-                return None
-            fhd = head[4]
-            fcs_flag, single, checksum, dict_flag = fhd >> 6, fhd >> 5 & 1, fhd >> 2 & 1, fhd & 3
-            at = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
-            fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
-            if fcs_size == 0:
-                return None          # no content size: would need decoding
-            content = int.from_bytes(head[at:at + fcs_size], "little") + (
-                256 if fcs_size == 2 else 0)
-            block = pos + at + fcs_size
-            while True:
-                bh = pread(3, block)
-                if len(bh) < 3:
-                    return None
-                value = int.from_bytes(bh, "little")
-                last, btype, bsize = value & 1, value >> 1 & 3, value >> 3
-                if btype == 3:
-                    return None
-                block += 3 + (1 if btype == 1 else bsize)
-                if last:
-                    break
-            end = block + (4 if checksum else 0)
-            if end > size:
-                return None
-            out.append((pos, end - pos, out_pos, content))
-            out_pos += content
-            pos = end
-        return out
+        return walk_frames(pread, size, 18, _zstd_frame)
+
+
+def _zstd_frame(pread, head: bytes, pos: int) -> Optional[Tuple[int, int]]:
+    """A zstd frame's end and content size, from its header and block headers."""
+    if struct.unpack_from("<I", head)[0] != 0xFD2FB528:
+        return None
+    fhd = head[4]
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, fhd >> 5 & 1, fhd >> 2 & 1, fhd & 3
+    at = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if fcs_size == 0:
+        return None          # no content size: would need decoding
+    content = int.from_bytes(head[at:at + fcs_size], "little") + (
+        256 if fcs_size == 2 else 0)
+    block = pos + at + fcs_size
+    while True:
+        bh = pread(3, block)
+        if len(bh) < 3:
+            return None
+        value = int.from_bytes(bh, "little")
+        last, btype, bsize = value & 1, value >> 1 & 3, value >> 3
+        if btype == 3:
+            return None
+        block += 3 + (1 if btype == 1 else bsize)
+        if last:
+            break
+    return block + (4 if checksum else 0), content
 
 
 def _varint(n: int) -> bytes:
