@@ -39,7 +39,7 @@ from archfs.engine.segments import (
 )
 from archfs.errors import CorruptArchiveError
 from archfs.tarengine import headers as hd
-from archfs.tarengine import tailcut, tailrewrite
+from archfs.tarengine import tailcut
 from archfs.tarengine.store import StoreOptions
 from archfs.tarengine.writer import TarWriter, lock_for_writing
 
@@ -256,29 +256,12 @@ class CompressedTarWriter(TarWriter):
         try:
             placed = tailcut.rewrite_from(self, cut, start, rows, empty_dirs, unchanged)
         except BaseException:
-            self._dirty = True
-            if os.path.exists(tailrewrite.intent_path(self.path)):
-                # the new tail is safe in the intent file; the next open applies it
-                self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
-                                "it" % self.path)
-            self._remember_identity()
+            self._tail_rewrite_failed()
             raise
         if self._sink is not None:
             self._sink.close()
             self._sink = None
-        t = self.table
-        for row, (header, data) in placed.items():
-            if row >= 0:
-                t.header[row], t.data[row] = header, data
-        for row in range(len(t)):
-            if t.header[row] >= start and row not in placed:
-                t.dead[row] = 1
-        self._adopt_materialized()
-        self._renamed.clear()
-        self.end = self._tail = placed[-1][0]
-        self._held = None
-        self._rewrite = False
-        self._remember_identity()
+        self._adopt_tail(placed, start)
         return True
 
     def _rewrite_whole(self) -> None:

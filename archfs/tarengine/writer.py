@@ -594,13 +594,25 @@ class TarWriter(ChangeGuard, TarStore):
         try:
             tailrewrite.rewrite(self.path, self._file.fd, start, fill)
         except BaseException:
-            self._dirty = True
-            if os.path.exists(tailrewrite.intent_path(self.path)):
-                # the new tail is safe in the intent file; the next open applies it
-                self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
-                                "it" % self.path)
-            self._remember_identity()
+            self._tail_rewrite_failed()
             raise
+        self._adopt_tail(placed, start)
+        log.info("rewrote %s from offset %d (%d members) in %.1f s", self.path, start,
+                 len(placed) - 1, time.monotonic() - started)
+
+    def _tail_rewrite_failed(self) -> None:
+        """(Under ``_meta``, as a tail rewrite fails.) Once the new tail is
+        safe in the intent file only the next open may apply it: until then
+        the archive is refused."""
+        self._dirty = True
+        if os.path.exists(tailrewrite.intent_path(self.path)):
+            self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
+                            "it" % self.path)
+        self._remember_identity()
+
+    def _adopt_tail(self, placed, start: int) -> None:
+        """(Under ``_meta``.) The table after a rewrite from ``start``: the
+        members ``placed`` where they now stand, the rest after ``start`` dead."""
         t = self.table
         for row, (header, data) in placed.items():
             if row >= 0:
@@ -614,8 +626,6 @@ class TarWriter(ChangeGuard, TarStore):
         self._held = None
         self._rewrite = False
         self._remember_identity()
-        log.info("rewrote %s from offset %d (%d members) in %.1f s", self.path, start,
-                 len(placed) - 1, time.monotonic() - started)
 
     def _rewrite_whole(self) -> None:
         """Write the live members to a new file beside the archive and rename it over."""
