@@ -205,10 +205,10 @@ if where == "applying it":
 elif where == "before applying":
     tailrewrite.apply = lambda *args: os._exit(9)
 elif where == "writing the intent":
-    class Dying(tailcut._TailSink):
+    class Dying(tailcut.SegmentRows):
         def copy(self, offset, length):
             os._exit(9)
-    tailcut._TailSink = Dying
+    tailcut.SegmentRows = Dying
 a = open_archive(path, "a")
 a.writedata("new.txt", b"new\n")
 a.commit()

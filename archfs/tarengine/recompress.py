@@ -279,7 +279,7 @@ class CompressedTarWriter(TarWriter):
             os.close(fd)
             fd = -1
             out = ArchiveFile(tmp, True)
-            sink = _CompressedSink(out, self.codec, self.stream)
+            sink = tailcut.SegmentRows(SegmentSink(out, self.codec, 0, 0), self.stream)
             placed = self._write_rows(sink, rows, empty_dirs)
             os.fsync(out.fd)
             os.rename(tmp, self.path)
@@ -342,43 +342,6 @@ class CompressedTarWriter(TarWriter):
 
     def _raw_ok(self, row: int) -> bool:
         return True
-
-class _CompressedSink:
-    """A rewrite's output: segments in a new file, member bytes read from the stream."""
-
-    def __init__(self, out: ArchiveFile, codec, stream):
-        self.sink = SegmentSink(out, codec, 0, 0)
-        self.stream = stream
-        self.eoa = None
-
-    @property
-    def pos(self) -> int:
-        return self.sink.out_pos
-
-    @property
-    def segments(self):
-        return self.sink.segments
-
-    def write(self, data) -> None:
-        self.sink.write(data)
-
-    progress = None
-
-    def copy(self, offset: int, length: int) -> None:
-        done = 0
-        while done < length:
-            chunk = self.stream.pread(min(SEGMENT, length - done), offset + done)
-            if not chunk:
-                raise CorruptArchiveError("a member is cut short in the archive")
-            self.sink.write(chunk)
-            done += len(chunk)
-            if self.progress is not None:
-                self.progress()
-
-    def finish(self) -> None:
-        self.eoa = self.sink.write_eoa(hd.RECORD)
-        self.sink.close()
-
 
 def repair_compressed(path: str, progress=None) -> str:
     """Cut what an interrupted commit appended after the committed end."""

@@ -196,8 +196,10 @@ class _IntentFile:
         return at + len(data)
 
 
-class _TailSink:
-    """``_write_rows``'s sink: tar bytes into segments, member bytes read from the stream."""
+class SegmentRows:
+    """``_write_rows``' sink when the tar goes into segments: tar bytes
+    compressed by ``segments``, member bytes read from ``stream``; the
+    end-of-archive segment last (where it is, in ``eoa``)."""
 
     progress = None
 
@@ -207,6 +209,10 @@ class _TailSink:
     @property
     def pos(self) -> int:
         return self.sink.out_pos
+
+    @property
+    def segments(self):
+        return self.sink.segments
 
     def write(self, data) -> None:
         self.sink.write(data)
@@ -224,6 +230,7 @@ class _TailSink:
 
     def finish(self) -> None:
         self.eoa = self.sink.write_eoa(hd.RECORD)
+        self.sink.close()
 
 
 def rewrite_from(writer, cut: Cut, start: int, rows, empty_dirs, unchanged) -> dict:
@@ -239,7 +246,7 @@ def rewrite_from(writer, cut: Cut, start: int, rows, empty_dirs, unchanged) -> d
     def fill(intent_sink):
         intent_sink.write(cut.closing)
         segments = SegmentSink(_IntentFile(intent_sink), codec, intent_sink.pos, cut.out)
-        sink = _TailSink(segments, writer.stream)
+        sink = SegmentRows(segments, writer.stream)
         sinks.append(sink)
         try:
             sink.copy(cut.out, start - cut.out)
