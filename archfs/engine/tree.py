@@ -15,7 +15,13 @@ from array import array
 from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
 
-from archfs.errors import IsADirectory, NoSuchFile
+from archfs.errors import (
+    DirectoryNotEmpty,
+    InvalidMove,
+    IsADirectory,
+    NoSuchFile,
+    NotADirectory,
+)
 
 DIR_MODE = stat.S_IFDIR | 0o755
 
@@ -69,6 +75,32 @@ class BaseTree:
         if row < 0:
             raise NoSuchFile("%s: no such file" % path)
         return row
+
+    def rename_source(self, old: str, new: str):
+        """rename(2)'s checks of the names, the same for every format: the
+        (node, row) of ``old``."""
+        if old == "" or new == "":
+            raise InvalidMove("cannot rename the root directory")
+        old_node, old_row = self.lookup(old)
+        if old_node is None and old_row < 0:
+            raise NoSuchFile("%s: no such file or directory" % old)
+        return old_node, old_row
+
+    def clear_rename_target(self, old: str, new: str, old_node, new_node, new_row: int) -> None:
+        """rename(2)'s checks of what stands at ``new``; an empty directory
+        there, which a directory may replace, is removed."""
+        if old_node is None:
+            if new_node is not None:
+                raise IsADirectory("%s: is a directory" % new)
+            return
+        if new.startswith(old + "/"):
+            raise InvalidMove("cannot move %s into itself" % old)
+        if new_node is None and new_row >= 0:
+            raise NotADirectory("%s: not a directory" % new)
+        if new_node is not None:
+            if not self.is_empty(new):
+                raise DirectoryNotEmpty("%s: directory not empty" % new)
+            self.remove_dir(new)
 
     def _take_name(self, dir_path: str, parent, base: str) -> None:
         """Make way for directory ``dir_path`` (``base`` in ``parent``)."""

@@ -269,30 +269,17 @@ class Changes:
         self._check_new_name(new)
         with self._meta:
             tree, table = self._tree, self._table
-            if old == "" or new == "":
-                raise InvalidMove("cannot rename the root directory")
-            old_node, old_row = tree.lookup(old)
-            if old_node is None and old_row < 0:
-                raise NoSuchFile("%s: no such file or directory" % old)
+            old_node, old_row = tree.rename_source(old, new)
             if old == new:
                 return
             self._check_parent(new)
             if new.rpartition("/")[0] not in tree.dirs:
                 raise NoSuchFile("%s: no such directory" % new.rpartition("/")[0])
             new_node, new_row = tree.lookup(new)
+            tree.clear_rename_target(old, new, old_node, new_node, new_row)
             if old_node is not None:
-                if new.startswith(old + "/"):
-                    raise InvalidMove("cannot move %s into itself" % old)
-                if new_node is None and new_row >= 0:
-                    raise NotADirectory("%s: not a directory" % new)
-                if new_node is not None:
-                    if not tree.is_empty(new):
-                        raise DirectoryNotEmpty("%s: directory not empty" % new)
-                    tree.remove_dir(new)
                 self._move_dir(old, new)
             else:
-                if new_node is not None:
-                    raise IsADirectory("%s: is a directory" % new)
                 moved = table.copy_as(old_row, new)
                 table.set_ctime(moved, time.time_ns())
                 tree.remove_file(old)
