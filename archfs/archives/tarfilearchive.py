@@ -145,5 +145,5 @@ class TarfileArchive(StoreArchive):
 
     @classmethod
     def repair(cls, url, progress=None) -> str:
-        from archfs.tarengine.writer import repair
+        from archfs.tarengine.repairing import repair
         return repair(local_path(url), progress)

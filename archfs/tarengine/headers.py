@@ -11,6 +11,7 @@ does not fit (long or non-ASCII names, big sizes, sub-second times, big
 owners), which every current tar reads.
 """
 
+import stat
 import struct
 import zlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -24,6 +25,9 @@ HARDLINK, SYMLINK, CHARDEV, BLOCKDEV, DIRECTORY, FIFO = b"1", b"2", b"3", b"4", 
 PAX_LOCAL, PAX_GLOBAL, SOLARIS_X = b"x", b"g", b"X"
 GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = b"L", b"K", b"S"
 GNU_DUMPDIR, GNU_MULTIVOL, GNU_VOLHDR, GNU_NAMES = b"D", b"M", b"V", b"N"
+# the kinds of member archfs writes (a hard link is a 0 turned into a 1)
+TYPEFLAGS = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2",
+             stat.S_IFCHR: b"3", stat.S_IFBLK: b"4", stat.S_IFIFO: b"6"}
 
 USTAR_MAGIC = b"ustar\x0000"
 GNU_MAGIC = b"ustar  \x00"

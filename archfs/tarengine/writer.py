@@ -32,27 +32,25 @@ record]``; ``end`` is where its first zero block (the EOA) starts.
    the next read-write mount (or ``archfs repair``) zeroes and cuts the tail.
 5. Another program changing the file is noticed before every write (inode,
    size, mtime); writes are then refused (ArchiveChangedError).
+
+Here: appending and the commit of appends (1, 2, 4). Removal, rename, chmod
+and touch are in ``namechanges``, the rewrite of 3 in ``rewriting``,
+``archfs repair`` in ``repairing``.
 """
 
 import logging
 import os
 import stat
-import tempfile
 import threading
 import time
 from typing import Optional
 
 from archfs.engine import compressed, indexcache
 from archfs.engine.changeguard import ChangeGuard
-from archfs.engine.compressed import PlainStream
-from archfs.engine.fileaccess import ArchiveFile, fsync_dir, lock_for_writing
-from archfs.engine.tree import DIR_MODE
+from archfs.engine.fileaccess import fsync_dir, lock_for_writing
 from archfs.errors import (
-    CorruptArchiveError,
-    DirectoryNotEmpty,
     FileAlreadyExistsError,
     InvalidArgument,
-    InvalidMove,
     IsADirectory,
     NoSuchFile,
     NotADirectory,
@@ -60,15 +58,16 @@ from archfs.errors import (
 )
 from archfs.tarengine import headers as hd
 from archfs.tarengine import tailrewrite
+from archfs.tarengine.headers import TYPEFLAGS
+from archfs.tarengine.namechanges import NameChanges
 from archfs.tarengine.names import encode, is_valid_new_name
+from archfs.tarengine.repairing import repair  # noqa: F401  (its old home: callers import it here)
+from archfs.tarengine.rewriting import Rewriting
 from archfs.tarengine.store import INDEX_VERSION, StoreOptions, TarStore
 
 log = logging.getLogger("archfs.tar")
 
 COPY_CHUNK = 1 << 20
-# the kinds of member written here (a hard link is a 0 turned into a 1)
-_TYPEFLAGS = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2",
-              stat.S_IFCHR: b"3", stat.S_IFBLK: b"4", stat.S_IFIFO: b"6"}
 
 
 def open_store(path: str, writable: bool, progress=None, index_cache: bool = True,
@@ -106,7 +105,7 @@ def _create_empty(path: str) -> None:
     log.info("created new archive %s", path)
 
 
-class TarWriter(ChangeGuard, TarStore):
+class TarWriter(NameChanges, Rewriting, ChangeGuard, TarStore):
     """A plain tar opened read-write (see the module docstring)."""
 
     _log = log
@@ -245,7 +244,7 @@ class TarWriter(ChangeGuard, TarStore):
         self._check_new_name(path)
         with self._meta:
             self._check_target(path, replace, kind)
-        typeflag = _TYPEFLAGS.get(kind, b"0")
+        typeflag = TYPEFLAGS.get(kind, b"0")
         if linkname and kind == stat.S_IFREG:
             typeflag = hd.HARDLINK
         uid = os.getuid() if uid is None else uid
@@ -365,137 +364,6 @@ class TarWriter(ChangeGuard, TarStore):
                 raise FileAlreadyExistsError("%s: file exists" % (path or "/"))
         self._add(path, stat.S_IFDIR, mode & 0o7777, time.time_ns(), b"", 0, replace=False)
 
-    # -- changes that need a rewrite ----------------------------------------------
-
-    def remove(self, path: str) -> None:
-        self._check_writable()
-        with self._meta:
-            self._file_row(path)
-            self._tree.remove_file(path)
-            self._count_links()
-            self._rewrite = self._dirty = True
-
-    def rmdir(self, path: str) -> None:
-        self._check_writable()
-        with self._meta:
-            if path == "":
-                raise InvalidMove("cannot remove the root directory")
-            if path not in self._tree.dirs:
-                if path in self._tree.paths:
-                    raise NotADirectory("%s: not a directory" % path)
-                raise NoSuchFile("%s: no such directory" % path)
-            if not self._tree.is_empty(path):
-                raise DirectoryNotEmpty("%s: directory not empty" % path)
-            explicit = self._tree.dirs[path].row >= 0
-            self._tree.remove_dir(path)
-            if explicit:
-                self._rewrite = self._dirty = True
-
-    def rename(self, old: str, new: str) -> None:
-        self._check_writable()
-        self._check_new_name(new)
-        with self._meta:
-            tree, t = self._tree, self.table
-            old_node, old_row = tree.rename_source(old, new)
-            if old == new:
-                return
-            moving = [old_row] if old_node is None else [
-                r for d in tree.subtree_dirs(old) for r in tree.dirs[d].files.values()]
-            if any(t.target(r) in t.sparse for r in moving):
-                raise NotSupported("%s: renaming a sparse file is not supported "
-                                   "(copy it instead)" % old)
-            self._check_parent(new)
-            new_node, new_row = tree.lookup(new)
-            tree.clear_rename_target(old, new, old_node, new_node, new_row)
-            if old_node is not None:
-                self._move_dir(old, new)
-            else:
-                moved = self._copy_row(old_row, new)
-                tree.remove_file(old)
-                tree.put_file(new, moved)
-            self._count_links()
-            self._rewrite = self._dirty = True
-
-    def _copy_row(self, row: int, name: str) -> int:
-        """A new row for member ``row`` under another name (its data stays put)."""
-        t = self.table
-        new = t.add(name, t.header[row], t.data[row], t.size[row], t.usize[row],
-                    t.mtime_ns[row], t.mode[row], t.uid[row], t.gid[row])
-        for column in (t.links, t.rdev, t.sparse, t.xattrs, t.bad):
-            if row in column:
-                column[new] = column[row]
-        if row in t.hardlink:
-            t.hardlink[new] = t.hardlink[row]
-        for link, target in list(t.hardlink.items()):
-            if target == row:
-                t.hardlink[link] = new
-        self._renamed[new] = True
-        t.dead[row] = 1
-        return new
-
-    def _move_dir(self, old: str, new: str) -> None:
-        tree = self._tree
-        cut = len(old)
-        moves = []
-        for dir_path in tree.subtree_dirs(old):
-            node = tree.dirs[dir_path]
-            moves.append((dir_path, node.row, dict(node.files)))
-        for dir_path, _row, files in reversed(moves):
-            for name in files:
-                tree.remove_file(dir_path + "/" + name)
-            tree.remove_dir(dir_path)
-        for dir_path, row, files in moves:
-            target = new + dir_path[cut:]
-            if row >= 0:
-                tree.put_dir(target, self._copy_row(row, target))
-            else:
-                tree.ensure_dir(target)
-            for name, file_row in files.items():
-                path = target + "/" + name
-                tree.put_file(path, self._copy_row(file_row, path))
-
-    def chmod(self, path: str, mode: int) -> None:
-        self._change(path, mode=mode & 0o7777)
-
-    def utime(self, path: str, mtime_ns: int) -> None:
-        self._change(path, mtime_ns=mtime_ns)
-
-    def _change(self, path: str, mode: Optional[int] = None,
-                mtime_ns: Optional[int] = None) -> None:
-        """A new header for a member: appended with a copy of its data."""
-        self._check_writable()
-        t = self.table
-        with self._meta:
-            node, row = self._tree.lookup(path)
-            if node is None and row < 0:
-                raise NoSuchFile("%s: no such file or directory" % path)
-            if path == "":
-                return          # a tar has no entry for its root
-            if row < 0:         # an implied directory: give it an entry
-                new_mode = 0o755 if mode is None else mode
-                new_time = time.time_ns() if mtime_ns is None else mtime_ns
-                kind, size, source, linkname = stat.S_IFDIR, 0, b"", ""
-                xattrs, rdev = None, 0
-            else:
-                target = t.target(row)
-                kind = stat.S_IFMT(t.mode[target])
-                new_mode = t.mode[target] & 0o7777 if mode is None else mode
-                new_time = t.mtime_ns[target] if mtime_ns is None else mtime_ns
-                if (new_mode, new_time) == (t.mode[target] & 0o7777, t.mtime_ns[target]):
-                    return
-                if kind not in _TYPEFLAGS or target in t.sparse or target in t.bad:
-                    raise NotSupported("%s: cannot change this kind of member" % path)
-                size = t.size[target] if kind == stat.S_IFREG else 0
-                source = self._data_source(target) if size else b""
-                linkname = t.links.get(row, "") if kind == stat.S_IFLNK else ""
-                xattrs = t.xattrs.get(target)
-                rdev = t.rdev.get(target, 0)
-        if kind == stat.S_IFDIR:
-            self._add(path, kind, new_mode, new_time, b"", 0, xattrs=xattrs)
-            return
-        self._add(path, kind, new_mode, new_time, source, size, linkname=linkname,
-                  xattrs=xattrs, rdev=rdev)
-
     # -- commit ---------------------------------------------------------------------
 
     @property
@@ -534,243 +402,6 @@ class TarWriter(ChangeGuard, TarStore):
         self.end = self._tail = tail
         self._remember_identity()
 
-    def _rewrite_archive(self) -> None:
-        """From the first changed member on, or the whole archive beside it."""
-        with self._meta:
-            plan = self._tail_plan()
-            if plan is not None:
-                self._rewrite_tail(*plan)
-                return
-        self._rewrite_whole()
-
-    def _tail_plan(self):
-        """(P, rows from P on, empty implied dirs, names of the hard-link
-        targets before P) when rewriting from P costs less than the whole
-        archive and no reader has a member after P open; else None."""
-        t = self.table
-        rows = self._rows_to_keep()
-        keep = set(rows)
-        start = self.end
-        unchanged = {}
-        for row in sorted((r for r in range(len(t)) if t.header[r] < self.end),
-                          key=lambda r: (t.header[r], r)):
-            target = t.hardlink.get(row)
-            if row not in keep or self._renamed.get(row) or not self._raw_ok(row) or (
-                    target is not None and (target not in unchanged
-                                            or t.links.get(row) != t.names[target])):
-                start = t.header[row]
-                break
-            unchanged[row] = t.names[row]
-        if (self._tail - start) * 2 > self._tail:
-            return None                       # most of it: once beside beats twice in place
-        if any(offset >= start for offset, count in self._reading.items() if count):
-            return None
-        tail_rows = [r for r in rows if t.header[r] >= start]
-        empty_dirs = [p for p, node in self._tree.dirs.items()
-                      if p and node.row < 0 and not node.subdirs and not node.files]
-        return start, tail_rows, empty_dirs, unchanged
-
-    def _rewrite_tail(self, start: int, rows, empty_dirs, unchanged) -> None:
-        """(Under ``_meta``: no member may be opened while its bytes move.)"""
-        self._dirty = False
-        started = time.monotonic()
-        placed = {}
-
-        def fill(sink):
-            placed.update(self._write_rows(sink, rows, empty_dirs, dict(unchanged)))
-        try:
-            tailrewrite.rewrite(self.path, self._file.fd, start, fill)
-        except BaseException:
-            self._tail_rewrite_failed()
-            raise
-        self._adopt_tail(placed, start)
-        log.info("rewrote %s from offset %d (%d members) in %.1f s", self.path, start,
-                 len(placed) - 1, time.monotonic() - started)
-
-    def _tail_rewrite_failed(self) -> None:
-        """(Under ``_meta``, as a tail rewrite fails.) Once the new tail is
-        safe in the intent file only the next open may apply it: until then
-        the archive is refused."""
-        self._dirty = True
-        if os.path.exists(tailrewrite.intent_path(self.path)):
-            self._broken = ("%s: a rewrite was interrupted; mount it again to finish "
-                            "it" % self.path)
-        self._remember_identity()
-
-    def _adopt_tail(self, placed, start: int) -> None:
-        """(Under ``_meta``.) The table after a rewrite from ``start``: the
-        members ``placed`` where they now stand, the rest after ``start`` dead."""
-        t = self.table
-        for row, (header, data) in placed.items():
-            if row >= 0:
-                t.header[row], t.data[row] = header, data
-        for row in range(len(t)):
-            if t.header[row] >= start and row not in placed:
-                t.dead[row] = 1
-        self._adopt_materialized()
-        self._renamed.clear()
-        self.end = self._tail = placed[-1][0]
-        self._held = None
-        self._rewrite = False
-        self._remember_identity()
-
-    def _rewrite_whole(self) -> None:
-        """Write the live members to a new file beside the archive and rename it over."""
-        with self._meta:
-            self._dirty = False
-            rows = self._rows_to_keep()
-            empty_dirs = [p for p, node in self._tree.dirs.items()
-                          if p and node.row < 0 and not node.subdirs and not node.files]
-        started = time.monotonic()
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path)
-                                   + ".archfs-rewrite-")
-        try:
-            os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fd).st_mode))
-            placed = self._write_rows(_PlainSink(fd, self._file.fd), rows, empty_dirs)
-            os.fsync(fd)
-            os.rename(tmp, self.path)
-            fsync_dir(self.path)
-        except BaseException:
-            os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            with self._meta:
-                self._dirty = True
-            raise
-        os.close(fd)
-        new_file = ArchiveFile(self.path, True)
-        lock_for_writing(new_file)
-        with self._meta:
-            t = self.table
-            for row, (header, data) in placed.items():
-                if row >= 0:
-                    t.header[row], t.data[row] = header, data
-            keep = set(placed)
-            for row in range(len(t)):
-                if row not in keep:
-                    t.dead[row] = 1
-            self._adopt_materialized()
-            self._renamed.clear()
-            old_file, old_stream = self._file, self.stream
-            self._file = new_file
-            self.stream = PlainStream(new_file)
-            self.end = self._tail = placed.get(-1, (0, 0))[0]
-            self._held = None
-            self._rewrite = False
-        old_stream.release()
-        old_file.release()
-        self._remember_identity()
-        log.info("rewrote %s (%d members) in %.1f s", self.path, len(placed) - 1,
-                 time.monotonic() - started)
-
-    def _rows_to_keep(self):
-        """Live rows in archive order; a hard link whose file is gone becomes a file."""
-        t = self.table
-        live = sorted(set(self._tree.paths.values()), key=lambda r: (t.header[r], r))
-        return live
-
-    def _write_rows(self, sink, rows, empty_dirs, written_data=None):
-        """Write members through ``sink``; returns {row: (header, data)} and {-1: (end, 0)}.
-        ``written_data``: data row -> name of members already in place before ``rows``."""
-        t = self.table
-        placed = {}
-        progress = self.options.progress
-        written_data = {} if written_data is None else written_data   # hard link targets
-        self._materialized = {}   # vanished target -> the link written as that file
-        if progress is not None:
-            total = max(1, self._tail)
-            sink.progress = lambda: progress("rewriting", min(sink.pos, total), total)
-        for i, row in enumerate(rows):
-            target = t.target(row)
-            kind = stat.S_IFMT(t.mode[target])
-            is_link = row in t.hardlink
-            name = t.names[row]
-            start = sink.pos
-            if is_link and target in written_data:
-                headers = self._headers_for(row, name, hardlink_to=written_data[target])
-                size = 0
-            elif not is_link and not self._renamed.get(row) and self._raw_ok(row):
-                # unchanged member: its header blocks and data, copied verbatim
-                sink.copy(t.header[row], t.end_of(row) - t.header[row])
-                placed[row] = (start, start + t.data[row] - t.header[row])
-                written_data[row] = name
-                continue
-            else:
-                headers = self._headers_for(row, name)
-                size = t.size[target] if kind == stat.S_IFREG else 0
-                if is_link:
-                    self._materialized[target] = row
-            sink.write(headers)
-            if size:
-                sink.copy(t.data[target], size)
-                sink.write(bytes(hd.padding(size)))
-            placed[row] = (start, start + len(headers))
-            if not is_link or target not in written_data:
-                written_data[target] = name
-        for path in empty_dirs:
-            sink.write(hd.member_headers(encode(path) + b"/", 0o755, os.getuid(),
-                                         os.getgid(), 0, time.time_ns(), b"5"))
-        placed[-1] = (sink.pos, 0)
-        sink.finish()
-        return placed
-
-    def _adopt_materialized(self) -> None:
-        """After a rewrite (under ``_meta``): a hard link that was written as
-        the file its vanished target was is that file now, and the other
-        links to that target link to it (else the next rewrite would copy
-        the target's old offset, in a file where other bytes are now)."""
-        t = self.table
-        for target, row in getattr(self, "_materialized", {}).items():
-            for column in (t.size, t.usize, t.mtime_ns, t.mode, t.uid, t.gid):
-                column[row] = column[target]
-            t.hardlink.pop(row, None)
-            t.links.pop(row, None)
-            for extra in (t.xattrs, t.rdev):
-                if target in extra:
-                    extra[row] = extra[target]
-            for link, linked in list(t.hardlink.items()):
-                if linked == target:
-                    t.hardlink[link] = row
-                    t.links[link] = t.names[row]
-        self._materialized = {}
-        self._count_links()
-
-    def _raw_ok(self, row: int) -> bool:
-        """Whether a member's bytes can be copied as they are (not the one whose
-        first block is still held in memory)."""
-        return not (self._held is not None and self.table.header[row] == self.end)
-
-    def _headers_for(self, row: int, name: str, hardlink_to: Optional[str] = None) -> bytes:
-        t = self.table
-        target = t.target(row)
-        kind = stat.S_IFMT(t.mode[target])
-        typeflag = {stat.S_IFREG: b"0", stat.S_IFDIR: b"5", stat.S_IFLNK: b"2",
-                    stat.S_IFCHR: b"3", stat.S_IFBLK: b"4", stat.S_IFIFO: b"6"}.get(kind, b"0")
-        linkname = t.links.get(row, "") if kind == stat.S_IFLNK else ""
-        size = t.size[target] if kind == stat.S_IFREG else 0
-        if hardlink_to is not None:
-            typeflag, linkname, size = hd.HARDLINK, hardlink_to, 0
-        if target in t.sparse:
-            raise NotSupported("%s: sparse members cannot be moved yet" % name)
-        rdev = t.rdev.get(target, 0)
-        extra = {"SCHILY.xattr." + n: v for n, v in t.xattrs.get(target, ())}
-        return hd.member_headers(encode(name) + (b"/" if kind == stat.S_IFDIR else b""),
-                                 t.mode[target] & 0o7777, t.uid[target], t.gid[target], size,
-                                 t.mtime_ns[target], typeflag, encode(linkname),
-                                 devmajor=os.major(rdev), devminor=os.minor(rdev), extra=extra)
-
-    def compact(self) -> bool:
-        """Rewrite the archive without older versions of replaced members."""
-        self._check_writable()
-        with self._append:
-            self._check_unchanged()
-            self._rewrite_archive()
-            self._committed = True
-        return True
-
     # -- closing --------------------------------------------------------------------
 
     def close(self) -> None:
@@ -794,80 +425,3 @@ class TarWriter(ChangeGuard, TarStore):
         key = indexcache.file_key(self.path, self._file.identity(), "tar", INDEX_VERSION)
         self._save_index(key)
 
-
-class _PlainSink:
-    """Where a rewrite of a plain tar goes: ``copy`` moves member bytes from
-    the old file without passing them through Python."""
-
-    def __init__(self, fd: int, source_fd: int):
-        self.fd, self.source_fd, self.pos = fd, source_fd, 0
-
-    def write(self, data) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self.fd, view, self.pos)
-            view = view[n:]
-            self.pos += n
-
-    progress = None
-
-    def copy(self, offset: int, length: int) -> None:
-        done = 0
-        while done < length:
-            n = os.copy_file_range(self.source_fd, self.fd, min(length - done, 64 << 20),
-                                   offset + done, self.pos)
-            if n <= 0:
-                raise CorruptArchiveError("a member is cut short in the archive")
-            done += n
-            self.pos += n
-            if self.progress is not None:
-                self.progress()
-
-    def finish(self) -> None:
-        stop = -(-(self.pos + 2 * hd.BLOCK) // hd.RECORD) * hd.RECORD
-        self.write(bytes(stop - self.pos))
-
-
-def repair(path: str, progress=None) -> str:
-    """Make an interrupted archive whole: cut an unfinished commit off, or
-    end the archive at a damaged header (what follows is saved beside it)."""
-    from archfs.tarengine.store import StoreOptions as _Options
-    finished = tailrewrite.apply_pending(path)
-    store = TarStore(path, False, _Options(progress=progress, index_cache=False))
-    try:
-        end, problem, kind = store.end, store.scan_problem, store.compression
-        size = store._file.size()
-        members = len(store.table)
-    finally:
-        store.close()
-    if kind is not None:
-        from archfs.tarengine.recompress import repair_compressed
-        return repair_compressed(path, progress)
-    with open(path, "r+b") as f:
-        f.seek(end)
-        tail = f.read(hd.BLOCK * 2)
-        if problem is None and tail[:hd.BLOCK].strip(b"\0") == b"" and \
-                tail[hd.BLOCK:].strip(b"\0") == b"" and size >= end + 2 * hd.BLOCK:
-            return finished or "%s: nothing to repair (%d members)" % (path, members)
-        saved = ""
-        if problem is not None and size > end:
-            keep = "%s.damaged-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))
-            with open(keep, "wb") as out:
-                f.seek(end)
-                while True:
-                    chunk = f.read(COPY_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            saved = "; the %d bytes after it are saved in %s" % (size - end, keep)
-        stop = -(-(end + 2 * hd.BLOCK) // hd.RECORD) * hd.RECORD
-        f.seek(end)
-        f.write(bytes(stop - end))
-        f.truncate(stop)
-        f.flush()
-        os.fsync(f.fileno())
-    why = problem or "an unfinished commit"
-    return "%s: ended the archive after its %d good members (%s)%s" % (path, members, why,
-                                                                      saved)
