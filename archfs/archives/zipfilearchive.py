@@ -29,7 +29,7 @@ from archfs.archives.storearchive import StoreArchive, flag, local_path
 from archfs.archives.writefileio import WriteFileIO
 from archfs.engine import transports
 from archfs.errors import InvalidArgument
-from archfs.zipengine.codecs import WRITE_METHODS
+from archfs.zipengine.encoders import WRITE_METHODS
 from archfs.zipengine.repair import plan as plan_repair, repair as repair_zip
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.store import StoreOptions, ZipStore

@@ -1,5 +1,5 @@
-"""Decoders of every compression method archfs reads, with one interface,
-and the encoders of the methods it writes.
+"""Decoders of every compression method archfs reads, with one interface
+(the encoders of the methods it writes are in ``encoders``).
 
 A decoder takes compressed input a piece at a time (``decode(data,
 max_out)``) and gives at most ``max_out`` bytes back, keeping what it did not
@@ -40,7 +40,7 @@ from archfs.zipengine import inflater
 _LIBRARIES: dict = {}
 
 
-def _library(name: str):
+def library(name: str):
     """The zstd, inflate64 or pyppmd module (None when missing), imported at
     first use: inflate64 and pyppmd read their own version through
     importlib.metadata when imported, which a mount of a zip that holds no
@@ -306,7 +306,7 @@ class Deflate64Decoder:
     ratio of ~29000), and output beyond ``max_out`` is kept for the next call."""
 
     def __init__(self):
-        self._d = _library("inflate64").Inflater()
+        self._d = library("inflate64").Inflater()
         self._input = b""
         self._at = 0
         self._output = b""
@@ -377,7 +377,7 @@ class PpmdDecoder:
                 raise CorruptMemberError("invalid PPMd parameters")
             data, self._header = self._header[2:], b""
             try:
-                self._d = _library("pyppmd").Ppmd8Decoder(order, mem_mb << 20,
+                self._d = library("pyppmd").Ppmd8Decoder(order, mem_mb << 20,
                                                           restore_method=restore)
             except (ValueError, MemoryError) as exc:
                 raise CorruptMemberError("invalid PPMd parameters: %s" % exc) from None
@@ -404,7 +404,7 @@ class PpmdDecoder:
 
 
 def _zstd_frame() -> _BufferedDecoder:
-    zstd = _library("zstd")
+    zstd = library("zstd")
     options = {zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
     return _BufferedDecoder(zstd.ZstdDecompressor(options=options), (zstd.ZstdError,), "zstd")
 
@@ -418,7 +418,7 @@ def _bzip2_stream() -> _BufferedDecoder:
     return _BufferedDecoder(bz2.BZ2Decompressor(), (OSError, ValueError), "bzip2")
 
 
-def _library_missing(method: int, package: str):
+def library_missing(method: int, package: str):
     return UnsupportedFeature("compression method %d (%s) needs the Python package %s"
                               % (method, fmt.METHOD_NAMES.get(method, "unknown"), package))
 
@@ -435,18 +435,18 @@ def make_decoder(method: int, flags: int = 0, usize: int = -1):
     if method == fmt.LZMA:
         return LzmaDecoder(usize, bool(flags & 0x0002))
     if method == fmt.ZSTD or method == fmt.ZSTD_OLD:
-        if _library("zstd") is None:
-            raise _library_missing(method, "backports.zstd")
+        if library("zstd") is None:
+            raise library_missing(method, "backports.zstd")
         return FrameDecoder(_zstd_frame)
     if method == fmt.XZ:
         return FrameDecoder(_xz_stream, padding=True)
     if method == fmt.DEFLATE64:
-        if _library("inflate64") is None:
-            raise _library_missing(method, "inflate64")
+        if library("inflate64") is None:
+            raise library_missing(method, "inflate64")
         return Deflate64Decoder()
     if method == fmt.PPMD:
-        if _library("pyppmd") is None:
-            raise _library_missing(method, "pyppmd")
+        if library("pyppmd") is None:
+            raise library_missing(method, "pyppmd")
         return PpmdDecoder(usize)
     if method in (fmt.IMPLODED, fmt.SHRUNK):
         from archfs.zipengine import legacy
@@ -463,103 +463,14 @@ def check_method(method: int) -> None:
         make_decoder(method, 0, 0)   # builds nothing costly: inner decoders start lazily
 
 
-# -- writing ---------------------------------------------------------------------
-
-# -o compression=NAME -> zip method
-WRITE_METHODS = {"store": fmt.STORED, "deflate": fmt.DEFLATED, "bzip2": fmt.BZIP2,
-                 "lzma": fmt.LZMA, "zstd": fmt.ZSTD, "xz": fmt.XZ}
-LZMA_WRITE_DICT = 1 << 23             # 8 MiB, as xz -6 and 7-Zip's default
+_MOVED = ("WRITE_METHODS", "LZMA_WRITE_DICT", "Deflater", "lzma_zip_header", "make_encoder",
+          "method_flags", "compress_bytes", "worth_compressing")
 
 
-class Deflater:
-    """Raw deflate at a given level, for members archfs writes."""
-
-    def __init__(self, level: int):
-        self._c = inflater.raw_deflater(level)
-
-    def compress(self, data: bytes) -> bytes:
-        return self._c.compress(data)
-
-    def finish(self) -> bytes:
-        return self._c.flush()
-
-
-class _Wrapped:
-    """A compressor with ``compress``/``flush``, and bytes to put first."""
-
-    def __init__(self, inner, head: bytes = b""):
-        self._c = inner
-        self._head = head
-
-    def compress(self, data: bytes) -> bytes:
-        out = self._c.compress(data)
-        if self._head:
-            out, self._head = self._head + out, b""
-        return out
-
-    def finish(self) -> bytes:
-        out = self._c.flush()
-        if self._head:
-            out, self._head = self._head + out, b""
-        return out
-
-
-def lzma_zip_header(dict_size: int = LZMA_WRITE_DICT, lc: int = 3, lp: int = 0,
-                    pb: int = 2) -> bytes:
-    """The 9 bytes zip puts before a raw LZMA1 stream: the LZMA SDK version
-    that wrote it (9.20, as 7-Zip records), the properties size, the properties."""
-    props = bytes(((pb * 5 + lp) * 9 + lc,)) + dict_size.to_bytes(4, "little")
-    return bytes((9, 20)) + len(props).to_bytes(2, "little") + props
-
-
-def make_encoder(method: int, level: int):
-    """A compressor for ``method`` at ``level`` (1-9, for zstd too)."""
-    level = max(1, min(9, level))
-    if method == fmt.DEFLATED:
-        return Deflater(level)
-    if method == fmt.BZIP2:
-        return _Wrapped(bz2.BZ2Compressor(level))
-    if method == fmt.LZMA:
-        # liblzma's raw LZMA1 encoder ends the stream with an end marker
-        # (flag bit 1 says so in the headers, see ``method_flags``)
-        filters = [{"id": lzma.FILTER_LZMA1, "preset": level, "dict_size": LZMA_WRITE_DICT,
-                    "lc": 3, "lp": 0, "pb": 2}]
-        return _Wrapped(lzma.LZMACompressor(lzma.FORMAT_RAW, filters=filters), lzma_zip_header())
-    if method == fmt.XZ:
-        return _Wrapped(lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=level))
-    if method == fmt.ZSTD:
-        if _library("zstd") is None:
-            raise _library_missing(method, "backports.zstd")
-        return _Wrapped(_ZstdWriter(_library("zstd").ZstdCompressor(level=level)))
-    raise UnsupportedFeature("archfs does not write compression method %d" % method)
-
-
-class _ZstdWriter:
-    def __init__(self, inner):
-        self._c = inner
-
-    def compress(self, data: bytes) -> bytes:
-        return self._c.compress(data)
-
-    def flush(self) -> bytes:
-        return self._c.flush(_library("zstd").ZstdCompressor.FLUSH_FRAME)
-
-
-def method_flags(method: int) -> int:
-    """General-purpose flag bits a method's members carry (LZMA: end marker used)."""
-    return 0x0002 if method == fmt.LZMA else 0
-
-
-def compress_bytes(method: int, level: int, data: bytes) -> bytes:
-    """``data`` compressed whole with ``method``."""
-    if method == fmt.DEFLATED:
-        return inflater.deflate_raw(data, level)
-    encoder = make_encoder(method, level)
-    return encoder.compress(data) + encoder.finish()
-
-
-def worth_compressing(sample: bytes, level: int) -> bool:
-    """Whether deflate saves at least 3% on a sample (already-compressed data does not)."""
-    if level <= 0 or not sample:
-        return False
-    return len(inflater.deflate_raw(sample, 1)) < len(sample) * 0.97
+def __getattr__(name: str):
+    """The encoders' names from their old home, for callers that import them
+    here; imported on first use, as a reader needs none of them."""
+    if name in _MOVED:
+        from archfs.zipengine import encoders
+        return getattr(encoders, name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

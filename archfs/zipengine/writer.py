@@ -24,7 +24,7 @@ from archfs.engine import fileaccess
 from archfs.engine.fileaccess import pread_exact, pwrite_all
 from archfs.errors import CorruptMemberError
 from archfs.zipengine import format as fmt
-from archfs.zipengine.codecs import compress_bytes, make_encoder, method_flags, worth_compressing
+from archfs.zipengine.encoders import compress_bytes, make_encoder, method_flags, worth_compressing
 from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
 
 WRITE_CHUNK = 1 << 20
