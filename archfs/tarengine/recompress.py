@@ -23,7 +23,6 @@ after the old end are cut off at the next read-write mount.
 import logging
 import os
 import stat
-import tempfile
 import time
 from typing import List, Optional
 
@@ -265,14 +264,9 @@ class CompressedTarWriter(TarWriter):
         return True
 
     def _rewrite_whole(self) -> None:
-        with self._meta:
-            self._dirty = False
-            rows = self._rows_to_keep()
-            empty_dirs = [p for p, node in self._tree.dirs.items()
-                          if p and node.row < 0 and not node.subdirs and not node.files]
+        rows, empty_dirs = self._whole_plan()
         started = time.monotonic()
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path),
-                                   prefix="." + os.path.basename(self.path) + ".archfs-rewrite-")
+        fd, tmp = self._rewrite_temp()
         out = None
         try:
             os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fd).st_mode))
@@ -290,25 +284,11 @@ class CompressedTarWriter(TarWriter):
                 os.close(fd)
             if out is not None:
                 out.release()
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            with self._meta:
-                self._dirty = True
+            self._whole_rewrite_failed(tmp)
             raise
         lock_for_writing(out)
         with self._meta:
-            t = self.table
-            for row, (header, data) in placed.items():
-                if row >= 0:
-                    t.header[row], t.data[row] = header, data
-            keep = set(placed)
-            for row in range(len(t)):
-                if row not in keep:
-                    t.dead[row] = 1
-            self._adopt_materialized()
-            self._renamed.clear()
+            self._adopt_rows(placed)
             old_file = self._file
             self._file = out
             if self._sink is not None:

@@ -90,6 +90,16 @@ class Rewriting:
     def _adopt_tail(self, placed, start: int) -> None:
         """(Under ``_meta``.) The table after a rewrite from ``start``: the
         members ``placed`` where they now stand, the rest after ``start`` dead."""
+        self._adopt_rows(placed, start)
+        self.end = self._tail = placed[-1][0]
+        self._held = None
+        self._rewrite = False
+        self._remember_identity()
+
+    def _adopt_rows(self, placed, start: int = 0) -> None:
+        """(Under ``_meta``.) The table after a rewrite from ``start`` (0: of
+        the whole archive): the members ``placed`` where they now stand, the
+        other rows from ``start`` on dead."""
         t = self.table
         for row, (header, data) in placed.items():
             if row >= 0:
@@ -99,22 +109,35 @@ class Rewriting:
                 t.dead[row] = 1
         self._adopt_materialized()
         self._renamed.clear()
-        self.end = self._tail = placed[-1][0]
-        self._held = None
-        self._rewrite = False
-        self._remember_identity()
 
-    def _rewrite_whole(self) -> None:
-        """Write the live members to a new file beside the archive and rename it over."""
+    def _whole_plan(self):
+        """(rows, empty implied dirs) for a whole rewrite; the changes made
+        from here on wait for the next commit."""
         with self._meta:
             self._dirty = False
             rows = self._rows_to_keep()
             empty_dirs = [p for p, node in self._tree.dirs.items()
                           if p and node.row < 0 and not node.subdirs and not node.files]
+        return rows, empty_dirs
+
+    def _rewrite_temp(self):
+        """(fd, path) of the new file beside the archive, renamed over it at the end."""
+        return tempfile.mkstemp(dir=os.path.dirname(self.path),
+                                prefix="." + os.path.basename(self.path) + ".archfs-rewrite-")
+
+    def _whole_rewrite_failed(self, tmp: str) -> None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        with self._meta:
+            self._dirty = True
+
+    def _rewrite_whole(self) -> None:
+        """Write the live members to a new file beside the archive and rename it over."""
+        rows, empty_dirs = self._whole_plan()
         started = time.monotonic()
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path)
-                                   + ".archfs-rewrite-")
+        fd, tmp = self._rewrite_temp()
         try:
             os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fd).st_mode))
             placed = self._write_rows(_PlainSink(fd, self._file.fd), rows, empty_dirs)
@@ -123,27 +146,13 @@ class Rewriting:
             fsync_dir(self.path)
         except BaseException:
             os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            with self._meta:
-                self._dirty = True
+            self._whole_rewrite_failed(tmp)
             raise
         os.close(fd)
         new_file = ArchiveFile(self.path, True)
         lock_for_writing(new_file)
         with self._meta:
-            t = self.table
-            for row, (header, data) in placed.items():
-                if row >= 0:
-                    t.header[row], t.data[row] = header, data
-            keep = set(placed)
-            for row in range(len(t)):
-                if row not in keep:
-                    t.dead[row] = 1
-            self._adopt_materialized()
-            self._renamed.clear()
+            self._adopt_rows(placed)
             old_file, old_stream = self._file, self.stream
             self._file = new_file
             self.stream = PlainStream(new_file)
