@@ -76,6 +76,17 @@ class BaseTree:
             raise NoSuchFile("%s: no such file" % path)
         return row
 
+    def check_rmdir(self, path: str) -> None:
+        """rmdir(2)'s checks, the same for every format."""
+        if path == "":
+            raise InvalidMove("cannot remove the root directory")
+        if path not in self.dirs:
+            if path in self.paths:
+                raise NotADirectory("%s: not a directory" % path)
+            raise NoSuchFile("%s: no such directory" % path)
+        if not self.is_empty(path):
+            raise DirectoryNotEmpty("%s: directory not empty" % path)
+
     def rename_source(self, old: str, new: str):
         """rename(2)'s checks of the names, the same for every format: the
         (node, row) of ``old``."""

@@ -7,13 +7,7 @@ import stat
 import time
 from typing import Optional
 
-from archfs.errors import (
-    DirectoryNotEmpty,
-    InvalidMove,
-    NoSuchFile,
-    NotADirectory,
-    NotSupported,
-)
+from archfs.errors import NoSuchFile, NotSupported
 from archfs.tarengine.headers import TYPEFLAGS
 
 
@@ -31,14 +25,7 @@ class NameChanges:
     def rmdir(self, path: str) -> None:
         self._check_writable()
         with self._meta:
-            if path == "":
-                raise InvalidMove("cannot remove the root directory")
-            if path not in self._tree.dirs:
-                if path in self._tree.paths:
-                    raise NotADirectory("%s: not a directory" % path)
-                raise NoSuchFile("%s: no such directory" % path)
-            if not self._tree.is_empty(path):
-                raise DirectoryNotEmpty("%s: directory not empty" % path)
+            self._tree.check_rmdir(path)
             explicit = self._tree.dirs[path].row >= 0
             self._tree.remove_dir(path)
             if explicit:

@@ -10,10 +10,8 @@ import time
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from archfs.errors import (
-    DirectoryNotEmpty,
     FileAlreadyExistsError,
     InvalidArgument,
-    InvalidMove,
     IsADirectory,
     NoSuchFile,
     NotADirectory,
@@ -251,14 +249,7 @@ class Changes:
     def rmdir(self, path: str) -> None:
         self._check_writable()
         with self._meta:
-            if path == "":
-                raise InvalidMove("cannot remove the root directory")
-            if path not in self._tree.dirs:
-                if path in self._tree.paths:
-                    raise NotADirectory("%s: not a directory" % path)
-                raise NoSuchFile("%s: no such directory" % path)
-            if not self._tree.is_empty(path):
-                raise DirectoryNotEmpty("%s: directory not empty" % path)
+            self._tree.check_rmdir(path)
             self._tree.remove_dir(path)
             self._dirs_removed = True
             self._dirty = True
