@@ -40,7 +40,7 @@ from archfs.errors import CorruptArchiveError
 from archfs.tarengine import headers as hd
 from archfs.tarengine import tailcut
 from archfs.tarengine.store import StoreOptions
-from archfs.tarengine.writer import TarWriter, lock_for_writing
+from archfs.tarengine.writer import TarWriter, local_chunks, lock_for_writing
 
 log = logging.getLogger("archfs.tar")
 
@@ -174,14 +174,8 @@ class CompressedTarWriter(TarWriter):
             write(source)
             return
         if isinstance(source, str):
-            with open(source, "rb") as f:
-                done = 0
-                while done < size:
-                    chunk = f.read(min(SEGMENT, size - done))
-                    if not chunk:
-                        raise OSError("%s: shorter than expected" % source)
-                    write(chunk)
-                    done += len(chunk)
+            for chunk in local_chunks(source, size, SEGMENT):
+                write(chunk)
             return
         done = 0
         while done < size:

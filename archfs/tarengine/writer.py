@@ -105,6 +105,19 @@ def _create_empty(path: str) -> None:
     log.info("created new archive %s", path)
 
 
+def local_chunks(path: str, size: int, chunk: int):
+    """``size`` bytes of a local file being added, in pieces of at most
+    ``chunk``; a file shorter than that changed since it was measured."""
+    with open(path, "rb") as f:
+        done = 0
+        while done < size:
+            piece = f.read(min(chunk, size - done))
+            if not piece:
+                raise OSError("%s: shorter than expected" % path)
+            yield piece
+            done += len(piece)
+
+
 class TarWriter(NameChanges, Rewriting, ChangeGuard, TarStore):
     """A plain tar opened read-write (see the module docstring)."""
 
@@ -217,14 +230,8 @@ class TarWriter(NameChanges, Rewriting, ChangeGuard, TarStore):
         if isinstance(source, (bytes, bytearray)):
             return self._file.pwrite(source, pos)
         if isinstance(source, str):
-            with open(source, "rb") as f:
-                done = 0
-                while done < size:
-                    chunk = f.read(min(COPY_CHUNK, size - done))
-                    if not chunk:
-                        raise OSError("%s: shorter than expected" % source)
-                    pos = self._file.pwrite(chunk, pos)
-                    done += len(chunk)
+            for chunk in local_chunks(source, size, COPY_CHUNK):
+                pos = self._file.pwrite(chunk, pos)
             return pos
         file, offset = source
         done = 0
