@@ -23,7 +23,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from archfs.zipengine import format as fmt, writer
 from archfs.zipengine.centraldir import pread_exact
-from archfs.zipengine.entries import EntryTable
+from archfs.zipengine.entries import EntryTable, flagged_rows
 from archfs.zipengine.tree import Tree
 
 NEW = 1 << 46              # sort key base of rows with no durable record: after all others
@@ -88,7 +88,7 @@ def order(t: EntryTable, tree: Tree, pending=(), dead=None) -> array:
             key[r] = NEW + t.offset[r]
     ks = array("q", map(key.__getitem__, rows))
     if len(ks) and min(ks) < 0:       # no durable record and not listed as pending
-        for i in _true_indexes(map((0).__gt__, ks)):
+        for i in flagged_rows(map((0).__gt__, ks)):
             key[rows[i]] = NEW + t.offset[rows[i]]
         ks = array("q", map(key.__getitem__, rows))
     ahead = _dirs_ahead(t, tree, key, dead)
@@ -105,18 +105,7 @@ def order(t: EntryTable, tree: Tree, pending=(), dead=None) -> array:
 
 def dead_rows(dead, limit: Optional[int] = None) -> List[int]:
     """Rows marked dead (below ``limit``), found in C."""
-    return _true_indexes(dead[:limit] if limit is not None else dead)
-
-
-def _true_indexes(flags) -> List[int]:
-    """Indexes of the true values of an iterable of booleans (scanned in C)."""
-    marks = bytes(flags)
-    found = []
-    i = marks.find(1)
-    while i >= 0:
-        found.append(i)
-        i = marks.find(1, i + 1)
-    return found
+    return flagged_rows(dead[:limit] if limit is not None else dead)
 
 
 def _dirs_ahead(t: EntryTable, tree: Tree, key: array, dead) -> Dict[int, int]:
@@ -162,9 +151,9 @@ def plan(t: EntryTable, rows: array, offsets: Optional[Dict[int, int]] = None,
     fresh: Dict[int, bytes] = {}
     found = set()
     if len(ats) and min(ats) < 0:
-        found.update(_true_indexes(map((0).__gt__, ats)))
+        found.update(flagged_rows(map((0).__gt__, ats)))
     if offsets:
-        found.update(_true_indexes(map(offsets.__contains__, rows)))
+        found.update(flagged_rows(map(offsets.__contains__, rows)))
     for i in sorted(found):
         r = rows[i]
         if r in offsets and fd >= 0:
@@ -193,7 +182,7 @@ def write(fd: int, at: int, p: Plan, ats: Optional[array] = None,
         ats = p.ats
     else:
         ats = array("q", ats)
-        for i in _true_indexes(map(FRESH.__eq__, p.ats)):
+        for i in flagged_rows(map(FRESH.__eq__, p.ats)):
             ats[i] = FRESH
     positions = array("q", itertools.accumulate(p.lengths, initial=at))
     ends = array("q", map(operator.add, ats, p.lengths))

@@ -21,7 +21,7 @@ from sys import intern
 from typing import Dict, List, Optional, Tuple
 
 from archfs.engine.tree import DIR_MODE, BaseTree
-from archfs.zipengine.entries import EntryTable
+from archfs.zipengine.entries import EntryTable, flagged_rows
 from archfs.zipengine.names import backup_spelling
 
 
@@ -231,13 +231,7 @@ class Tree(BaseTree):
 def _directory_rows(modes: array) -> List[int]:
     """Rows whose mode is a directory, found without a Python loop over all rows."""
     high = modes.tobytes()[1::2] if sys.byteorder == "little" else modes.tobytes()[0::2]
-    marks = high.translate(_IS_DIR_HIGH_BYTE)
-    rows = []
-    at = marks.find(1)
-    while at >= 0:
-        rows.append(at)
-        at = marks.find(1, at + 1)
-    return rows
+    return flagged_rows(high.translate(_IS_DIR_HIGH_BYTE))
 
 
 _IS_DIR_HIGH_BYTE = bytes(1 if (b << 8) & 0o170000 == stat.S_IFDIR else 0 for b in range(256))

@@ -16,6 +16,7 @@ from typing import List, Tuple
 
 from archfs.zipengine import cdwrite, journal, writer
 from archfs.zipengine.centraldir import EndRecord, pread_exact
+from archfs.zipengine.entries import flagged_rows
 
 log = logging.getLogger("archfs.zip")
 
@@ -61,13 +62,7 @@ class Journaling:
         if dead.count(1, 0, n) == self._durable_dead_count:
             return []      # dead flags only ever go from 0 to 1: none changed
         diff = int.from_bytes(old, "little") ^ int.from_bytes(dead[:n], "little")
-        marks = diff.to_bytes(n, "little")
-        found = []
-        at = marks.find(1)
-        while at >= 0:
-            found.append(at)
-            at = marks.find(1, at + 1)
-        return found
+        return flagged_rows(diff.to_bytes(n, "little"))
 
     def _journal_commit_locked(self) -> None:
         """Append one journal record holding every change since the last
