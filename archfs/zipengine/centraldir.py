@@ -150,6 +150,24 @@ def next_local_signature(fd, pos: int, limit: int) -> int:
     return -1
 
 
+def local_members(fd, limit: int, member_at):
+    """(offset, ``member_at(fd, offset, limit)``) for each local header
+    before ``limit`` that ``member_at`` can read (None: it cannot; the
+    search goes on one byte later); the search goes on where the member
+    ends, the second item of what ``member_at`` returns."""
+    pos = 0
+    while True:
+        at = next_local_signature(fd, pos, limit)
+        if at < 0:
+            return
+        member = member_at(fd, at, limit)
+        if member is None:
+            pos = at + 1
+            continue
+        yield at, member
+        pos = max(member[1], at + 1)
+
+
 def describe_unreadable(fd: int, file_size: int, path: str) -> Exception:
     """The error for a file with no usable end record: what it looks like."""
     if file_size == 0:

@@ -34,7 +34,7 @@ from archfs.zipengine.centraldir import (
     _mark_overlaps,
     describe_unreadable,
     first_local_header,
-    next_local_signature,
+    local_members,
     pread_exact,
 )
 from archfs.zipengine.entries import EntryTable
@@ -359,22 +359,12 @@ def _scan_local_headers(fd: int, limit: int, table: EntryTable, bad: Dict[int, s
     table does not list yet; returns how many were added."""
     known = set(table.offset)
     added = 0
-    pos = 0
-    while True:
-        at = next_local_signature(fd, pos, limit)
-        if at < 0:
-            break
-        member = _member_at(fd, at, limit)
-        if member is None:
-            pos = at + 1
-            continue
-        row_fields, next_pos, why = member
+    for at, (row_fields, _next, why) in local_members(fd, limit, _member_at):
         if at not in known:
             row = table.add(*row_fields)
             if why:
                 bad[row] = why
             added += 1
-        pos = max(next_pos, at + 1)
     return added
 
 

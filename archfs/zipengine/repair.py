@@ -23,7 +23,7 @@ from typing import Callable, List, NamedTuple, Optional
 
 from archfs.errors import CorruptArchiveError, NotAnArchiveError
 from archfs.zipengine import format as fmt, recovery, writer
-from archfs.zipengine.centraldir import (next_local_signature, pread_exact,
+from archfs.zipengine.centraldir import (local_members, pread_exact,
                                          read_central_directory, read_end)
 from archfs.zipengine.entries import NO_OWNER
 from archfs.zipengine.localheader import measure_stream, read_local_member
@@ -146,20 +146,10 @@ def _free_name(base: str) -> str:
 
 def _salvage(fd: int, path: str, size: int, progress) -> Outcome:
     found: List[Salvaged] = []
-    pos = 0
-    while True:
-        at = next_local_signature(fd, pos, size)
-        if at < 0:
-            break
-        member = _member_at(fd, at, size)
-        if member is None:
-            pos = at + 1
-            continue
-        entry, next_pos = member
+    for _at, (entry, next_pos) in local_members(fd, size, _member_at):
         found.append(entry)
-        pos = next_pos
         if progress is not None:
-            progress("salvaging", pos, size)
+            progress("salvaging", next_pos, size)
     if not found:
         raise NotAnArchiveError("%s: no intact member found; nothing to salvage" % path)
     names = set()
