@@ -168,6 +168,18 @@ def local_members(fd, limit: int, member_at):
         pos = max(member[1], at + 1)
 
 
+def parse_guarded(fd, start: int, size: int, table: EntryTable, bad: Dict[int, str],
+                  cursor, where) -> None:
+    """``records.parse_all`` over the file ``fd``. Every check the parser
+    makes raises CorruptArchiveError itself; this is the net for a crafted
+    record no check foresaw, named by ``where()``."""
+    try:
+        records.parse_all(lambda n, pos: pread_exact(fd, n, pos), start, size, table, bad,
+                          cursor)
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        raise CorruptArchiveError("%s (%s)" % (where(), exc)) from None
+
+
 def describe_unreadable(fd: int, file_size: int, path: str) -> Exception:
     """The error for a file with no usable end record: what it looks like."""
     if file_size == 0:
@@ -204,14 +216,8 @@ def parse_records(fd: int, file_size: int, end: EndRecord, path: str, progress=N
     table = EntryTable()
     bad: Dict[int, str] = {}
     cursor = records.Cursor(end.cd_start, end.shift, path, progress, end.disk)
-    try:
-        records.parse_all(lambda size, pos: pread_exact(fd, size, pos), end.cd_start,
-                          end.cd_size, table, bad, cursor)
-    except (struct.error, IndexError, ValueError, OverflowError) as exc:
-        # every check the parser makes raises CorruptArchiveError itself; this
-        # is the net for a crafted record no check foresaw
-        raise CorruptArchiveError("%s: damaged central directory record %d (%s)"
-                                  % (path, cursor.count, exc)) from None
+    parse_guarded(fd, end.cd_start, end.cd_size, table, bad, cursor,
+                  lambda: "%s: damaged central directory record %d" % (path, cursor.count))
     if cursor.count % 65536 != end.entries % 65536:  # some writers store the count modulo 2**16
         raise CorruptArchiveError("%s: central directory holds %d records, end record says %d"
                                   % (path, cursor.count, end.entries))

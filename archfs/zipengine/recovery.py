@@ -17,7 +17,6 @@ archive's first local header exactly at the shift.
 
 import bisect
 import os
-import struct
 import zlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -27,6 +26,7 @@ from archfs.zipengine.centraldir import (
     EndRecord,
     check_end,
     first_local_header,
+    parse_guarded,
     parse_records,
     pread_exact,
 )
@@ -186,12 +186,8 @@ def replay(fd: int, records_: List[journal.Record], table: EntryTable, bad: Dict
             table.dead[row] = 1
         first = len(table)
         cursor = records.Cursor(rec.pos, 0, path, None)
-        try:
-            records.parse_all(lambda size, at: pread_exact(fd, size, at), rec.cd_start,
-                              rec.cd_size, table, bad, cursor)
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            raise CorruptArchiveError("%s: damaged journal record %d (%s)"
-                                      % (path, rec.seq, exc)) from None
+        parse_guarded(fd, rec.cd_start, rec.cd_size, table, bad, cursor,
+                      lambda: "%s: damaged journal record %d" % (path, rec.seq))
         if cursor.count != rec.count:
             raise CorruptArchiveError("%s: journal record %d holds %d records, not %d"
                                       % (path, rec.seq, cursor.count, rec.count))
