@@ -8,6 +8,9 @@
 - ``compressed``: a compressed stream read as if it were plain, through
   seek points built once and saved (gzip, bzip2, xz, zstd).
 - ``indexcache``: saved indexes, valid only for the exact file they describe.
+- ``digest``: sha256 for cache and state file names, without hashlib.
+- ``segments``, ``segcodecs``: compressed files of independent segments
+  (what archfs writes compressed tars as), their streams and their codecs.
 - ``tree``: the directory tree over a table of member names (``BaseTree``:
   what every format's tree does alike).
 - ``memberfile``: a member as a seekable file object over its ``pread``.
