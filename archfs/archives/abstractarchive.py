@@ -400,6 +400,19 @@ class AbstractArchive(metaclass=ABCMeta):
         reads it through ``open`` only (the default), or for a big file."""
         return None
 
+    def small_plans(self, members):
+        """Read-ahead across files, done by another process: None (the
+        default: not offered), or (decoder, plans). ``decoder`` is (module,
+        class name, args, descriptors): the process imports the class,
+        makes it with ``args`` (it inherits ``descriptors`` under the same
+        numbers) and calls its ``decode(plans)``, which returns for each
+        plan the member's whole content, or None where it is better read
+        the ordinary way (a None is never an error). ``plans`` holds for
+        each member None (not offered: small files only) or a tuple of
+        plain data (numbers, bytes, str) whose first item is the content's
+        size."""
+        return None
+
     def has_encrypted_members(self) -> bool:
         """Whether some member needs a password to be read (so opening it
         may be refused): a read-only mount then has every open checked."""

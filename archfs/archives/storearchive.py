@@ -81,6 +81,10 @@ class StoreArchive(AbstractArchive):
         read = getattr(self._store, "read_small", None)    # stores that have it
         return read(member_name(member)) if read is not None else None
 
+    def small_plans(self, members):
+        plans = getattr(self._store, "small_plans", None)
+        return plans([member_name(m) for m in members]) if plans is not None else None
+
     def to_localfile(self, member):
         """Extract the member under this archive's private temporary directory.
 

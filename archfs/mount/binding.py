@@ -30,6 +30,7 @@ def serve(operations, mountpoint: str, **options) -> None:
         log.debug("serving through libfuse's low-level API")
         LowLevelFUSE(operations, mountpoint, **options)
     else:
+        options.pop("file_readahead", None)     # needs notify_store (low-level only)
         from archfs.mount.operations import ArchfsFUSE
         log.debug("serving through libfuse's high-level API (mfusepy)")
         ArchfsFUSE(operations, mountpoint, **options)

@@ -184,6 +184,7 @@ def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = Fal
         else default_timeout,
         "attr_timeout": opts.attr_timeout if opts.attr_timeout is not None else default_timeout,
         "negative_timeout": default_timeout,
+        "file_readahead": opts.file_readahead != "0",
     }
     if read_only:
         kwargs["ro"] = True

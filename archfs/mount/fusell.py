@@ -186,6 +186,7 @@ session_mount = _fn("fuse_session_mount", ctypes.c_int, ctypes.c_void_p, ctypes.
 session_unmount = _fn("fuse_session_unmount", None, ctypes.c_void_p)
 session_destroy = _fn("fuse_session_destroy", None, ctypes.c_void_p)
 session_loop = _fn("fuse_session_loop", ctypes.c_int, ctypes.c_void_p)
+session_fd = _fn("fuse_session_fd", ctypes.c_int, ctypes.c_void_p)
 set_signal_handlers = _fn("fuse_set_signal_handlers", ctypes.c_int, ctypes.c_void_p)
 remove_signal_handlers = _fn("fuse_remove_signal_handlers", None, ctypes.c_void_p)
 # Puts data into the kernel's page cache of an inode (no request needed to read it).

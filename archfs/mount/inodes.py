@@ -78,6 +78,16 @@ class InodeTable:
         node.stored = True
         return True
 
+    def node(self, ino: int) -> Optional[Node]:
+        return self._nodes.get(ino)
+
+    def unstored(self, parent: int, name: str) -> int:
+        """The inode of ``name`` in ``parent`` if the kernel holds one whose
+        content was not stored yet, else 0."""
+        ino = self._by_name.get((parent, name), 0)
+        node = self._nodes.get(ino) if ino else None
+        return ino if node is not None and not node.stored else 0
+
     def parent(self, ino: int) -> int:
         """The inode of the directory holding ``ino``; 0 for the root, an
         unknown or an unlinked inode."""

@@ -26,6 +26,7 @@ from collections import OrderedDict
 
 from archfs.mount import fusell as ll
 from archfs.mount.llcommon import errno_of, request
+from archfs.mount.pushahead import PushAhead
 
 log = logging.getLogger("archfs.mount")
 
@@ -40,6 +41,7 @@ class FileRequests:
 
     _no_open = False            # set in init (``_init_files``)
     _unopened_readers = None
+    _pusher = None              # PushAhead on no_open mounts (see pushahead.py)
 
     def _init_files(self, conn) -> None:
         """(from init) Serve files without OPEN where that is safe: a
@@ -51,6 +53,8 @@ class FileRequests:
         self._no_open = bool(self.read_only and self._store_pages
                              and conn.capable & ll.CAP_NO_OPEN_SUPPORT
                              and not self.operations.opens_may_be_refused())
+        if self._no_open and self.file_readahead:
+            self._pusher = PushAhead(self._se, self.inodes, self.operations)
 
     @request
     def _open(self, req, ino, fi):
@@ -132,6 +136,8 @@ class FileRequests:
             return
         data = self._read_unopened(self._path(ino), size, offset)
         ll.reply_buf(req, data, len(data))
+        if offset == 0 and self._pusher is not None:
+            self._pusher.read_started(ino)
 
     def _read_unopened(self, path: str, size: int, offset: int) -> bytes:
         """A READ of a file the kernel opened without asking (no_open)."""
@@ -179,6 +185,10 @@ class FileRequests:
 
     def _files_done(self) -> None:
         """(at destroy) Close the kept readers; log the file requests served."""
+        if self._pusher is not None:
+            self._pusher.stop()
+            self.file_requests["pushed"] = self._pusher.pushed
+            self._pusher = None
         if self._unopened_readers is None:
             return
         log.info("file requests: %s%s", " ".join("%s=%d" % kv for kv in

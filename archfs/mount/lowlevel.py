@@ -50,7 +50,8 @@ from archfs.mount.llnames import NameRequests
 # hands to the kernel (fsname, default_permissions, noexec, ...).
 _NOT_MOUNT_OPTIONS = frozenset(("foreground", "nothreads", "raw_fi", "hard_remove", "use_ino",
                                 "big_writes", "encoding", "errors", "entry_timeout",
-                                "attr_timeout", "negative_timeout", "debug"))
+                                "attr_timeout", "negative_timeout", "debug",
+                                "file_readahead"))
 # Worker threads. Python runs one at a time, so more threads add GIL
 # hand-offs and context switches, not speed: measured on a grep -r, 10
 # threads cost twice the CPU of 1 or 2. Two let one request wait (an fsync,
@@ -85,6 +86,7 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
         self.attr_timeout = float(attr_timeout)
         self.negative_timeout = float(negative_timeout)
         self.read_only = bool(options.get("ro"))
+        self.file_readahead = bool(options.get("file_readahead", True))
         self.inodes = InodeTable()
         self._no_opendir = False        # set in init where the kernel allows it
         self._listings = OrderedDict()  # inode -> _DirStream, without opendir

@@ -296,6 +296,13 @@ class ArchiveOperations(mfusepy.Operations):
             return None
         return self.archive.read_small(_name(path))
 
+    def small_plans(self, paths):
+        """Read-ahead's work for the decoder process (the plugin API's
+        ``small_plans``); None where the plugin offers none."""
+        if self.archive.writable:
+            return None
+        return self.archive.small_plans([_name(p) for p in paths])
+
     def opens_may_be_refused(self) -> bool:
         """Whether opening a file can fail where reading it would not (a
         member that needs a password): the binding must then ask at open."""

@@ -20,7 +20,7 @@ import textwrap
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from archfs import exitcodes
-from archfs.optionspec import Option, declared, path, seconds, whole
+from archfs.optionspec import Option, boolean, declared, path, seconds, whole
 from archfs.errors import InvalidArgument
 
 
@@ -51,6 +51,10 @@ ARCHFS = (
     Option("readahead_kb", "KIB", "1024",
            "the kernel's readahead, which sets the size of reads (set by root only; 0 keeps "
            "the kernel's default)", whole(0)),
+    Option("file_readahead", "0/1", "1",
+           "read-only mounts: while a program reads a directory's small files in listing "
+           "order (grep -r, tar, cp -r), decode the next ones ahead and put them into the "
+           "kernel's page cache; 0 turns it off", boolean),
 )
 KNOWN: Dict[str, Option] = {opt.name: opt for opt in ARCHFS}
 
@@ -95,6 +99,7 @@ class MountOptions:
                  allow_other: bool = False, allow_root: bool = False,
                  tmpdir: Optional[str] = None, attr_timeout: Optional[float] = None,
                  entry_timeout: Optional[float] = None, readahead_kb: int = 1024,
+                 file_readahead: str = "1",
                  kernel: Optional[List[str]] = None, ignored: Optional[List[str]] = None,
                  plugin: Optional[Dict[str, Optional[str]]] = None):
         self.read_only = read_only
@@ -105,6 +110,7 @@ class MountOptions:
         self.attr_timeout = attr_timeout
         self.entry_timeout = entry_timeout
         self.readahead_kb = readahead_kb
+        self.file_readahead = file_readahead
         self.kernel: List[str] = [] if kernel is None else kernel    # mount(8) flags
         self.ignored: List[str] = [] if ignored is None else ignored  # accepted, no effect
         self.plugin: Dict[str, Optional[str]] = {} if plugin is None else plugin  # None: no value

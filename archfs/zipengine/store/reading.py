@@ -7,6 +7,7 @@ import stat
 from archfs.errors import CorruptMemberError, InvalidArgument
 from archfs.zipengine import format as fmt, memberinfo
 from archfs.zipengine.memberreader import SMALL_MEMBER, MemberReader, small_content
+from archfs.zipengine.smallbatch import Plain
 
 
 class Reading:
@@ -62,6 +63,45 @@ class Reading:
             source.release()
             if counted:
                 self._reader_closed(r.offset)
+
+    def small_plans(self, paths):
+        """Read-ahead's batch for the decoder process (the plugin API's
+        ``small_plans``): a ``smallbatch.FileDecoder`` on this archive's
+        descriptor and a ``Plain`` tuple per member it may serve; None
+        where the archive is no local file."""
+        fd = getattr(self._file, "fd", None)
+        plans = self._plain_members(paths) if fd is not None else None
+        if plans is None:
+            return None
+        return (("archfs.zipengine.smallbatch", "FileDecoder", (fd, self._end), (fd,)),
+                [None if p is None else tuple(p) for p in plans])
+
+    def _plain_members(self, paths):
+        """Plain of each path's member that ``smallbatch`` may serve, else
+        None; None for all on a writable store (a writer could reuse a
+        member's space under the read)."""
+        if self.writable:
+            return None
+        table, bad = self._table, self._bad
+        plain = []
+        with self._meta:
+            for path in paths:
+                try:
+                    row = self._file_row(path)
+                except OSError:
+                    plain.append(None)
+                    continue
+                method, usize = table.method[row], table.usize[row]
+                if (row in bad or usize > SMALL_MEMBER or method not in (0, 8)
+                        or table.flags[row] & fmt.FLAG_ENCRYPTED
+                        or not stat.S_ISREG(table.mode[row])):
+                    plain.append(None)
+                    continue
+                # (a member the ordinary path found damaged fails here too:
+                # every check it makes on such a member is made here)
+                plain.append(Plain(usize, table.offset[row], table.csize[row],
+                                   table.crc[row], method))
+        return plain
 
     def _reader_closed(self, offset: int) -> None:
         with self._meta:
