@@ -429,3 +429,35 @@ def test_uncommitted_segments_after_a_cut_head_are_cut_off(tmp_path, cache):
         assert sorted(a.getnames()) == sorted(files)
     assert archive.stat().st_size < grown - (2 << 20)        # the unfinished commit is gone
     check_tools(archive, files, tmp_path)
+
+
+@pytest.mark.parametrize("maker,suffix", [("gnu", ".gz"), ("bsdtar", ".gz"), ("gnu", ".bz2"),
+                                          ("gnu", ".xz")])
+def test_chmod_and_utime_as_the_first_write_keep_the_members_data(tmp_path, maker, suffix):
+    """A changed mode or time appends the member again with a copy of its
+    data. As the first write to a foreign archive it first re-encodes the
+    archive's end (gzip, bzip2) or all of it (xz), which moves the member:
+    the copy must read it where it is then, not where it was."""
+    if suffix == ".xz":
+        src = tmp_path / "src"
+        files = make_files(src, count=4, text_only=True)
+        archive = gnu_tar(src, tmp_path / "a.tar", "gnu", ".xz")
+    else:
+        archive, files = foreign(tmp_path, maker, suffix)
+    last = sorted(files)[-1]
+    with open_archive(str(archive), "a") as a:
+        a.chmod(last, 0o600)
+        a.utime("d0/f00.txt", 1_600_000_000 * 10**9)
+    with open_archive(str(archive), "r", {"index_cache": "0"}) as a:
+        assert a.stat(last).mode & 0o777 == 0o600
+        assert a.stat("d0/f00.txt").mtime_ns // 10**9 == 1_600_000_000
+    if suffix == ".xz":
+        assert subprocess.run(["xz", "-t", str(archive)]).returncode == 0
+        out = tmp_path / "x"
+        out.mkdir()
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], check=True)
+        got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+               if p.is_file()}
+        assert got == files
+    else:
+        check_tools(archive, files, tmp_path)

@@ -62,10 +62,12 @@ def empty_archive_bytes(path: str) -> bytes:
 
 
 class _Source:
-    """Reads member bytes out of the (decompressed) stream for a copy."""
+    """A member's bytes for a copy (chmod, utime), found when the copy
+    runs: the first write to a foreign archive re-encodes it before the
+    copy, which gives the writer a new stream and the member a new offset."""
 
-    def __init__(self, stream, offset: int):
-        self.stream, self.offset = stream, offset
+    def __init__(self, writer, row: int):
+        self.writer, self.row = writer, row
 
 
 class CompressedTarWriter(TarWriter):
@@ -177,16 +179,17 @@ class CompressedTarWriter(TarWriter):
             for chunk in local_chunks(source, size, SEGMENT):
                 write(chunk)
             return
+        stream, offset = source.writer.stream, source.writer.table.data[source.row]
         done = 0
         while done < size:
-            chunk = source.stream.pread(min(SEGMENT, size - done), source.offset + done)
+            chunk = stream.pread(min(SEGMENT, size - done), offset + done)
             if not chunk:
                 raise CorruptArchiveError("member data is cut short")
             write(chunk)
             done += len(chunk)
 
     def _data_source(self, row: int):
-        return _Source(self.stream, self.table.data[row])
+        return _Source(self, row)
 
     # -- commit -------------------------------------------------------------------------
 
