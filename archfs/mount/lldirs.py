@@ -265,6 +265,8 @@ class DirRequests:
         policy = self._plus
         if offset >= len(entries):      # the end: every listing ends with one of these
             ll.reply_buf(req, b"", 0)
+            if self._pusher is not None and not policy.bare_now():
+                self._pusher.listed(ino)
             if self._no_opendir and policy.bare_now():
                 try:
                     self._prepare_next(ino, stream)

@@ -5,11 +5,13 @@ grep -r, tar and cp -r read a directory's files in listing order. On a
 read-only mount each small file then costs one READ round trip, decoded
 while the walker waits. Once a file of a directory is read, this thread
 asks the plugin to describe the files listed after it (``small_plans``)
-and hands them to the decoder process (``decoderproc.py``), which decodes
-them on another core and stores them into the page cache: the walker finds
+and hands them to the decoder processes (``decoderproc.py``), which decode
+them on other cores and store them into the page cache: the walker finds
 them there and asks nothing. The window starts small (a program reading one
 file wastes little), doubles each time the walker catches up with it, and
-carries over to the next directory of a walk that read the last one whole.
+carries over to the next directory of a walk that read the last one whole;
+such a walk's next directory is started as soon as it has been listed,
+before the walker reads its first file.
 
 Safety: the store is made by another process, never by the thread serving
 requests, so a READ waiting for a page lock the store needs is always
@@ -23,7 +25,7 @@ import logging
 import threading
 
 from archfs.mount import fusell as ll
-from archfs.mount.decoderproc import DecoderProcess
+from archfs.mount.decoderproc import DECODERS, DecoderProcess
 
 log = logging.getLogger("archfs.mount")
 
@@ -35,7 +37,7 @@ BATCH = 16                  # files per message to the decoder process
 
 
 class PushAhead:
-    """One thread following the walker, one process decoding for it."""
+    """One thread following the walker, processes decoding for it."""
 
     def __init__(self, se, inodes, operations):
         self._inodes, self._ops = inodes, operations
@@ -62,6 +64,20 @@ class PushAhead:
         with self._cond:
             self._asked = (node.parent, node.name)
             self._cond.notify()
+
+    def listed(self, ino: int) -> None:
+        """(serving thread) The directory ``ino`` was just listed to its end
+        with attributes, so the kernel has its files' inodes: if the walker
+        read the last directory through, start on this one now, a head
+        start on the walker, which reads its first file only after its
+        listing."""
+        names = self._names
+        if self._dir is None or self._frontier < len(names) - LEAD - 1:
+            return
+        with self._cond:
+            if self._asked is None:
+                self._asked = (ino, None)
+                self._cond.notify()
 
     def stop(self) -> None:
         with self._cond:
@@ -95,6 +111,10 @@ class PushAhead:
     def _follow(self, parent: int, name: str) -> None:
         """Move the window to just after ``name`` and push what it covers."""
         if parent != self._dir and not self._listing(parent):
+            return
+        if name is None:        # (from ``listed``) the start of a new listing
+            if self._latest < 0 and self._frontier == 0:
+                self._frontier = self._push(parent, 0, self._window)
             return
         at = self._index.get(name)
         if at is None:
@@ -156,7 +176,7 @@ class PushAhead:
             budget -= sent
             if sent:
                 in_flight += 1
-            if in_flight == 2:
+            if in_flight == 2 * DECODERS:
                 self._receive()
                 in_flight -= 1
         for _ in range(in_flight):
