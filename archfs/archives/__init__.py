@@ -9,7 +9,6 @@ out (the error says why) instead of breaking the others.
 
 import os
 import sys
-import urllib.parse
 from importlib import import_module
 from typing import Dict, List, NamedTuple, Optional
 
@@ -215,6 +214,7 @@ def find_mimetype_plugin(mimetype: Optional[str], url, mode: str = "r",
 def _local_path(url) -> str:
     url = os.fspath(url)
     if url.startswith("file:"):
+        import urllib.parse      # here and below: only URLs need it (start-up cost)
         return urllib.parse.unquote(urllib.parse.urlsplit(url).path)
     return url
 
@@ -306,6 +306,7 @@ def _builtin_sniff(head: bytes) -> Optional[type]:
 def _remote_class(url: str, mode: str) -> type:
     """A remote archive's plugin: by the suffix of its URL's path (its content
     would cost requests), else by its first bytes."""
+    import urllib.parse
     from archfs.engine import transports
     cls = _suffix_class(urllib.parse.urlsplit(url).path)
     if cls is not None:

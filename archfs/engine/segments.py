@@ -20,16 +20,16 @@ sizes, xz streams end in an index. It is also saved with the member index.
 """
 
 import bisect
-import bz2
 import io
 import json
-import lzma
 import struct
 import threading
 import zlib
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
+
+# bz2, lzma and concurrent.futures are imported where they are used: a mount
+# that loads a saved index needs none of them (start-up cost).
 
 from archfs.engine.sharing import Shared
 
@@ -265,10 +265,12 @@ class XzCodec(Codec):
     min_filler = 48
 
     def compress(self, data: bytes) -> bytes:
+        import lzma
         return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
                              preset=6 if self.level is None else min(self.level, 9))
 
     def reader(self, raw):
+        import lzma
         return lzma.LZMAFile(raw, "rb")
 
     def filler(self, length: int) -> Optional[bytes]:
@@ -335,14 +337,17 @@ class Bzip2Codec(Codec):
     min_filler = 14
 
     def compress(self, data: bytes) -> bytes:
+        import bz2
         return bz2.compress(data, 9 if self.level is None else max(1, min(self.level, 9)))
 
     def reader(self, raw):
+        import bz2
         return bz2.BZ2File(raw, "rb")
 
     def filler(self, length: int) -> Optional[bytes]:
         if length % 14:
             return None
+        import bz2
         return bz2.compress(b"") * (length // 14)
 
 
@@ -575,7 +580,11 @@ class SegmentSink:
         self.out_pos = out_pos         # output offset of the next byte
         self.buffer = bytearray()
         self.segments: List[Segment] = []
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(threads)
+        else:
+            self._pool = None
         self._inflight = []
         self._emit_out = out_pos       # output offset of the next segment to emit
 

@@ -30,6 +30,6 @@ def serve(operations, mountpoint: str, **options) -> None:
         log.debug("serving through libfuse's low-level API")
         LowLevelFUSE(operations, mountpoint, **options)
     else:
-        from archfs.mount.operations import ArchfsFUSE
+        from archfs.mount.highlevel import ArchfsFUSE
         log.debug("serving through libfuse's high-level API (mfusepy)")
         ArchfsFUSE(operations, mountpoint, **options)

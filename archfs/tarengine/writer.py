@@ -37,7 +37,6 @@ record]``; ``end`` is where its first zero block (the EOA) starts.
 import logging
 import os
 import stat
-import tempfile
 import threading
 import time
 from typing import Optional
@@ -626,6 +625,7 @@ class TarWriter(ChangeGuard, TarStore):
                           if p and node.row < 0 and not node.subdirs and not node.files]
         started = time.monotonic()
         directory = os.path.dirname(self.path)
+        import tempfile     # (imported here: start-up cost of a mount)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path)
                                    + ".archfs-rewrite-")
         try:
