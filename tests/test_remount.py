@@ -202,6 +202,7 @@ def test_a_mount_records_what_it_loaded_and_the_next_one_reads_it(cache, tgz, tm
     files = lines[1:]
     assert any(p.endswith(".pyc") and "/tarengine/" in p for p in files)
     assert any("libfuse" in p for p in files)
+    assert any(p.endswith("entry_points.txt") for p in files), "the plugin registry's reads"
     assert all(os.path.isabs(p) and os.path.getsize(p) <= startup.MAX_SIZE for p in files)
     names = {os.path.basename(p).split(".")[0] for p in files}
     # a read-only tar mount from its saved index, on libfuse 3: neither mfusepy

@@ -39,6 +39,7 @@ _registered: Dict[str, type] = {}     # register_plugin(): wins over everything
 _loaded: Dict[str, type] = {}         # cache of imported entry points
 _load_errors: Dict[str, str] = {}     # name -> why it could not be imported
 _specs: Optional[Dict[str, str]] = None
+entry_point_files: List[str] = []     # what entry_points read (archfs.startup reads it ahead)
 
 
 class _EntryPoint(NamedTuple):
@@ -71,15 +72,17 @@ def entry_points(group: str) -> List:
             project = stem.partition("-")[0].lower().replace("-", "_").replace(".", "_")
             if project in seen:            # the first on the path wins, as in the library
                 continue
+            path = os.path.join(where, name, "entry_points.txt")
             try:
-                with open(os.path.join(where, name, "entry_points.txt"),
-                          encoding="utf-8") as f:
+                with open(path, encoding="utf-8") as f:
                     text = f.read()
             except OSError:
                 if os.path.isdir(os.path.join(where, name)):
                     seen.add(project)
                 continue
             seen.add(project)
+            if path not in entry_point_files:
+                entry_point_files.append(path)
             found.extend(_EntryPoint(n, v, group) for n, v in _section(text, group))
     return found
 
