@@ -246,3 +246,33 @@ def test_the_helper_reads_ahead_and_ends(cache, tgz):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
+
+
+def test_the_mount_command_imports_without_the_collector_and_the_daemon_restores_it(
+        monkeypatch, tmp_path):
+    """gc is off from the command's start (imports make garbage-free young
+    objects the collector would walk for nothing) until serve() has loaded
+    the archive; then it is on again, as it is when serve() fails."""
+    import gc
+
+    from archfs.mount import daemon
+    seen = []
+    monkeypatch.setattr(startup, "prefetch", lambda source: None)
+    monkeypatch.setattr(daemon, "run_background", lambda request: seen.append(
+        gc.isenabled()) or 0)
+    monkeypatch.setattr(sys, "argv", ["archfs", "mount", str(tmp_path / "no.tar"),
+                                      str(tmp_path)])
+    try:
+        assert cli.main() == 0
+        assert seen == [False]
+    finally:
+        gc.enable()
+    from archfs.mount.options import parse_options
+    request = daemon.MountRequest(str(tmp_path / "missing.tar"), str(tmp_path),
+                                  parse_options(["ro"]), foreground=True)
+    gc.disable()                       # serve() turns it back on, also on failure
+    try:
+        assert daemon.serve(request, daemon.Reporter()) != 0
+        assert gc.isenabled()
+    finally:
+        gc.enable()
