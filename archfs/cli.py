@@ -389,6 +389,11 @@ def main(argv=None) -> int:
     if source is not None and "_ARGCOMPLETE" not in os.environ:
         from archfs import startup       # the disk reads ahead while we start (see there)
         startup.prefetch(source)
+        # The collector would walk the young objects of every module imported
+        # from here on, finding nothing (a sixth of the imports' CPU); the mount
+        # daemon freezes what it loaded and turns it back on (mount.daemon.serve).
+        import gc
+        gc.disable()
     args = _plain_unmount(argv) or _plain_mount(argv)
     if args is None:
         wanted = argv[0] if argv and argv[0] in COMMANDS and \

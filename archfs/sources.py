@@ -7,7 +7,6 @@ passed on untouched for the plugin to open, never taken for a file name.
 """
 
 import os
-import urllib.parse
 
 
 def is_url(source: str) -> bool:
@@ -21,6 +20,7 @@ def normalize(source) -> str:
     """An absolute local path, or the URL as given."""
     source = os.fspath(source)
     if is_url(source):
+        import urllib.parse      # here: only URLs need it (start-up cost)
         parts = urllib.parse.urlsplit(source)
         if parts.scheme.lower() != "file":
             return source

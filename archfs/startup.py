@@ -91,6 +91,9 @@ def loaded_files(modules=None, mapped=None) -> list:
         if getattr(module, "__path__", None) is not None:
             add(os.path.dirname(source))              # a package: its directory is listed
         add(cached if isinstance(cached, str) and os.path.exists(cached) else source)
+    # the plugin registry's entry_points.txt files: a dozen small reads, cold
+    for path in getattr(table.get("archfs.archives"), "entry_point_files", ()):
+        add(path)
     if mapped is None:
         try:
             with open("/proc/self/maps") as maps:
@@ -196,7 +199,7 @@ def _read_ahead(archive: str) -> None:
     if lines and lines[0] == _key():
         for path in lines[1:MAX_FILES + 1]:
             if path.startswith("/"):
-                (files if path.endswith((".pyc", ".so", ".py")) or ".so." in path
+                (files if path.endswith((".pyc", ".so", ".py", ".txt")) or ".so." in path
                  else dirs).append(path)
     # Opening a file whose inode is not cached waits for the disk: several
     # threads keep several such reads in flight (they wait outside the GIL).

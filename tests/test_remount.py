@@ -13,6 +13,7 @@ import pytest
 
 from archfs import cli, startup
 from archfs.engine import indexcache
+from archfs.mount import fuselib
 from archfs.tarengine import store as tarstore
 from mount_fixtures import archfs
 from tar_builders import DEEP, gnu_tar, make_source
@@ -201,11 +202,17 @@ def test_a_mount_records_what_it_loaded_and_the_next_one_reads_it(cache, tgz, tm
     files = lines[1:]
     assert any(p.endswith(".pyc") and "/tarengine/" in p for p in files)
     assert any("libfuse" in p for p in files)
+    assert any(p.endswith("entry_points.txt") for p in files), "the plugin registry's reads"
     assert all(os.path.isabs(p) and os.path.getsize(p) <= startup.MAX_SIZE for p in files)
     names = {os.path.basename(p).split(".")[0] for p in files}
-    assert not names & {"_hashlib", "hashlib", "argparse", "rapidgzip"}, \
-        "the mount loaded what it does not need before it was live: %s" % (
-            names & {"_hashlib", "hashlib", "argparse", "rapidgzip"})
+    # a read-only tar mount from its saved index, on libfuse 3: neither mfusepy
+    # nor what only writing, URLs, indexing or help text need
+    unneeded = {"_hashlib", "hashlib", "argparse", "rapidgzip", "shutil", "subprocess",
+                "tempfile", "parse", "bz2", "lzma", "thread", "base64", "fnmatch"}
+    if fuselib.libfuse3() is not None:     # the low-level binding serves
+        unneeded |= {"mfusepy", "inspect", "dis", "platform"}
+    assert not names & unneeded, \
+        "the mount loaded what it does not need before it was live: %s" % (names & unneeded)
 
 
 def test_a_damaged_list_harms_nothing(cache, tgz, tmp_path):
@@ -239,3 +246,33 @@ def test_the_helper_reads_ahead_and_ends(cache, tgz):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
+
+
+def test_the_mount_command_imports_without_the_collector_and_the_daemon_restores_it(
+        monkeypatch, tmp_path):
+    """gc is off from the command's start (imports make garbage-free young
+    objects the collector would walk for nothing) until serve() has loaded
+    the archive; then it is on again, as it is when serve() fails."""
+    import gc
+
+    from archfs.mount import daemon
+    seen = []
+    monkeypatch.setattr(startup, "prefetch", lambda source: None)
+    monkeypatch.setattr(daemon, "run_background", lambda request: seen.append(
+        gc.isenabled()) or 0)
+    monkeypatch.setattr(sys, "argv", ["archfs", "mount", str(tmp_path / "no.tar"),
+                                      str(tmp_path)])
+    try:
+        assert cli.main() == 0
+        assert seen == [False]
+    finally:
+        gc.enable()
+    from archfs.mount.options import parse_options
+    request = daemon.MountRequest(str(tmp_path / "missing.tar"), str(tmp_path),
+                                  parse_options(["ro"]), foreground=True)
+    gc.disable()                       # serve() turns it back on, also on failure
+    try:
+        assert daemon.serve(request, daemon.Reporter()) != 0
+        assert gc.isenabled()
+    finally:
+        gc.enable()

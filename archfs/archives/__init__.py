@@ -9,7 +9,6 @@ out (the error says why) instead of breaking the others.
 
 import os
 import sys
-import urllib.parse
 from importlib import import_module
 from typing import Dict, List, NamedTuple, Optional
 
@@ -40,6 +39,7 @@ _registered: Dict[str, type] = {}     # register_plugin(): wins over everything
 _loaded: Dict[str, type] = {}         # cache of imported entry points
 _load_errors: Dict[str, str] = {}     # name -> why it could not be imported
 _specs: Optional[Dict[str, str]] = None
+entry_point_files: List[str] = []     # what entry_points read (archfs.startup reads it ahead)
 
 
 class _EntryPoint(NamedTuple):
@@ -72,15 +72,17 @@ def entry_points(group: str) -> List:
             project = stem.partition("-")[0].lower().replace("-", "_").replace(".", "_")
             if project in seen:            # the first on the path wins, as in the library
                 continue
+            path = os.path.join(where, name, "entry_points.txt")
             try:
-                with open(os.path.join(where, name, "entry_points.txt"),
-                          encoding="utf-8") as f:
+                with open(path, encoding="utf-8") as f:
                     text = f.read()
             except OSError:
                 if os.path.isdir(os.path.join(where, name)):
                     seen.add(project)
                 continue
             seen.add(project)
+            if path not in entry_point_files:
+                entry_point_files.append(path)
             found.extend(_EntryPoint(n, v, group) for n, v in _section(text, group))
     return found
 
@@ -215,6 +217,7 @@ def find_mimetype_plugin(mimetype: Optional[str], url, mode: str = "r",
 def _local_path(url) -> str:
     url = os.fspath(url)
     if url.startswith("file:"):
+        import urllib.parse      # here and below: only URLs need it (start-up cost)
         return urllib.parse.unquote(urllib.parse.urlsplit(url).path)
     return url
 
@@ -306,6 +309,7 @@ def _builtin_sniff(head: bytes) -> Optional[type]:
 def _remote_class(url: str, mode: str) -> type:
     """A remote archive's plugin: by the suffix of its URL's path (its content
     would cost requests), else by its first bytes."""
+    import urllib.parse
     from archfs.engine import transports
     cls = _suffix_class(urllib.parse.urlsplit(url).path)
     if cls is not None:

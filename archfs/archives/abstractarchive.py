@@ -22,7 +22,6 @@ or a plain name. A plugin that cannot do an operation raises ``NotSupported``
 with its errno set.
 """
 
-import fnmatch
 import posixpath
 import stat as _stat
 from abc import ABCMeta, abstractmethod
@@ -118,6 +117,7 @@ def select_names(names: Iterable[str], files=None) -> List[str]:
     patterns = [files] if isinstance(files, str) else list(files)
     if not patterns or patterns == ["*"]:
         return names
+    import fnmatch       # (here: start-up cost of a mount)
     cleaned = [posixpath.normpath(p.strip("/")) for p in patterns]
     below = [p + "/*" for p in cleaned]
     chosen = [

@@ -10,9 +10,7 @@ The engine's store is ``self._store``; it offers ``names``, ``open_member``,
 """
 
 import os
-import shutil
 import stat as _stat
-import tempfile
 from typing import List, Optional, Tuple
 
 from archfs import __version__
@@ -72,6 +70,7 @@ class StoreArchive(AbstractArchive):
             return self._store.open_member(name)
         if mode in ("w", "wb"):
             self._check_writable()
+            import tempfile     # (here and below: start-up cost of a mount)
             local = tempfile.NamedTemporaryFile(dir=self._scratch(), delete=False)
             local.close()
             return WriteFileIO(self, name, local.name)
@@ -101,6 +100,7 @@ class StoreArchive(AbstractArchive):
         if self._extracted.get(name) != version or not os.path.exists(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with self._store.open_member(name) as src, open(target + ".part", "wb") as dst:
+                import shutil
                 shutil.copyfileobj(src, dst, 1 << 20)
             os.replace(target + ".part", target)
             self._extracted[name] = version
@@ -123,6 +123,7 @@ class StoreArchive(AbstractArchive):
             self._store.close()
         finally:
             if self._tmpdir is not None:
+                import shutil
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
                 self._tmpdir = None
 
@@ -131,6 +132,7 @@ class StoreArchive(AbstractArchive):
         if self._tmpdir is None:
             parent = os.path.dirname(self._path)
             base = parent if os.access(parent, os.W_OK) and self.transport.is_local else None
+            import tempfile
             self._tmpdir = tempfile.mkdtemp(prefix=".archfs-", dir=base)
         return self._tmpdir
 

@@ -12,10 +12,8 @@ creates and deletes no scratch files.
 """
 
 import functools
-import inspect
 import io
 import os
-import shutil
 import threading
 import time
 from typing import Callable, Optional
@@ -95,6 +93,7 @@ class WriteFileIO(_ToBecome, io.FileIO):
     def save_copy(self, target: str) -> None:
         """Copy the content to ``target`` (to rescue it when copy-back failed)."""
         self.flush()
+        import shutil
         shutil.copyfile(self.name, target)
 
     def sync(self) -> bool:
@@ -357,6 +356,7 @@ def accepted(method, keywords: dict) -> dict:
 @functools.lru_cache(maxsize=64)
 def _keyword_names(func):
     """The keyword names ``func`` takes; None when it takes any (``**kw``)."""
+    import inspect        # here: inspect imports ast and dis, a mount's start-up cost
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):

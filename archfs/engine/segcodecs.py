@@ -4,12 +4,13 @@ place, and finding the segments of a file without decoding it (``walk``).
 Apart from the streams so that a format's framing is read in one place.
 """
 
-import bz2
 import io
-import lzma
 import struct
 import zlib
 from typing import List, Optional, Tuple
+
+# bz2 and lzma are imported where they are used: a mount that loads a saved
+# index needs neither (start-up cost).
 
 SEGMENT = 1 << 20              # input bytes per segment: a random read decodes at most this
 
@@ -257,10 +258,12 @@ class XzCodec(Codec):
     min_filler = 48
 
     def compress(self, data: bytes) -> bytes:
+        import lzma
         return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
                              preset=6 if self.level is None else min(self.level, 9))
 
     def reader(self, raw):
+        import lzma
         return lzma.LZMAFile(raw, "rb")
 
     def filler(self, length: int) -> Optional[bytes]:
@@ -327,14 +330,17 @@ class Bzip2Codec(Codec):
     min_filler = 14
 
     def compress(self, data: bytes) -> bytes:
+        import bz2
         return bz2.compress(data, 9 if self.level is None else max(1, min(self.level, 9)))
 
     def reader(self, raw):
+        import bz2
         return bz2.BZ2File(raw, "rb")
 
     def filler(self, length: int) -> Optional[bytes]:
         if length % 14:
             return None
+        import bz2
         return bz2.compress(b"") * (length // 14)
 
 

@@ -24,7 +24,6 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
 from archfs.engine.segcodecs import (  # noqa: F401  (re-exported: callers import them from here)
@@ -244,7 +243,11 @@ class SegmentSink:
         self.out_pos = out_pos         # output offset of the next byte
         self.buffer = bytearray()
         self.segments: List[Segment] = []
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        if threads > 1:     # (imported here: a mount loading a saved index needs none)
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(threads)
+        else:
+            self._pool = None
         self._inflight = []
         self._emit_out = out_pos       # output offset of the next segment to emit
 

@@ -31,6 +31,6 @@ def serve(operations, mountpoint: str, **options) -> None:
         LowLevelFUSE(operations, mountpoint, **options)
     else:
         options.pop("file_readahead", None)     # needs notify_store (low-level only)
-        from archfs.mount.operations import ArchfsFUSE
+        from archfs.mount.highlevel import ArchfsFUSE
         log.debug("serving through libfuse's high-level API (mfusepy)")
         ArchfsFUSE(operations, mountpoint, **options)

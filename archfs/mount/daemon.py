@@ -210,7 +210,7 @@ def _open_archive(request: MountRequest, reporter: Reporter):
     cls = archive_class(request.archive, "r" if read_only else "a")
     opts = dict(plugin_options(request.options, cls), progress=reporter.progress)
     preflight.check_fuse_device()
-    fuselib.load()
+    fuselib.check()
     preflight.check_fusermount()
     preflight.check_mountpoint(request.mountpoint)
     if not sources.is_url(request.archive):

@@ -5,8 +5,8 @@ system build replies itself, so a directory listing can be one buffer built
 in bulk (instead of one library call per entry), a lookup is answered with
 the attributes in the same reply, and opendir can ask the kernel to cache a
 listing (``cache_readdir``), which libfuse's high-level API only passes on
-from 3.16. The structures that mfusepy already declares for the loaded
-libfuse (``stat``, ``statvfs``, ``fuse_file_info``) are reused from it.
+from 3.16. The structures ``stat``, ``statvfs`` and ``fuse_file_info`` come
+from ``fusetypes`` (its own declarations where it has them, else mfusepy's).
 
 The reply structures the kernel reads directly (``fuse_dirent``,
 ``fuse_direntplus``) are part of the kernel's stable FUSE protocol.
@@ -15,18 +15,18 @@ The reply structures the kernel reads directly (``fuse_dirent``,
 import ctypes
 import struct
 
-from archfs.mount import fuselib
+from archfs.mount import fusetypes
 
-mfusepy = fuselib.load()
-lib = mfusepy._libfuse
-VERSION = (mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+_types = fusetypes.bind()
+lib = _types.lib
+VERSION = _types.version
 
 fuse_ino_t = ctypes.c_uint64
 fuse_req_t = ctypes.c_void_p
 c_off_t = ctypes.c_int64
-c_stat = mfusepy.c_stat
-c_statvfs = mfusepy.c_statvfs
-fuse_file_info = mfusepy.fuse_file_info
+c_stat = _types.c_stat
+c_statvfs = _types.c_statvfs
+fuse_file_info = _types.fuse_file_info
 FI_P = ctypes.POINTER(fuse_file_info)
 
 # fuse_conn_info.want / capable bits (fuse_common.h)
@@ -209,7 +209,7 @@ loop_mt_32 = _optional("fuse_session_loop_mt_32", ctypes.c_int, ctypes.c_void_p,
 
 def _stat_packer():
     """A struct.Struct writing the fields archfs sets into a ``struct stat``
-    laid out as mfusepy declares it for this platform; the rest stays zero."""
+    laid out as declared for this platform; the rest stays zero."""
     codes = {(8, False): "Q", (8, True): "q", (4, False): "I", (4, True): "i"}
 
     def code(ctype):
@@ -217,7 +217,7 @@ def _stat_packer():
         signed = ctype(-1).value < 0
         return codes[(size, signed)]
 
-    ts = mfusepy.c_timespec
+    ts = _types.c_timespec
     fields = []
     for name in ("st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_rdev", "st_size",
                  "st_blocks"):

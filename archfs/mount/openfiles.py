@@ -37,7 +37,6 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import stat as _stat
 import threading
 import time
@@ -342,6 +341,7 @@ class OpenFiles(Namespace):
             if keep != 0:
                 with self.archive.open(entry.path, "rb") as src, open(local, "wb") as dst:
                     if keep is None:
+                        import shutil
                         shutil.copyfileobj(src, dst, _COPY_CHUNK)
                     else:
                         _copy_at_most(src, dst, keep)

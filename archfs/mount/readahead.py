@@ -9,9 +9,9 @@ change it; for anyone else the kernel's default stays.
 """
 
 import logging
-import shutil
-import subprocess
+import os
 import threading
+import time
 from typing import Optional
 
 log = logging.getLogger("archfs.mount")
@@ -49,22 +49,45 @@ def set_readahead_when_live(mountpoint: str, kib: int) -> None:
     during that wait, the daemon could not finish exiting, and every access
     to the mount would hang instead of failing with ENOTCONN).
     """
-    stat = shutil.which("stat")
-    if stat is None:
-        log.debug("readahead stays at the kernel's default (no stat program to wait with)")
-        return
-
     def work():
-        try:
-            done = subprocess.run([stat, "-c", "%i", "--", mountpoint], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  close_fds=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
+        from archfs.mount.fuselib import _which
+        stat = _which("stat")
+        if stat is None:
+            log.debug("readahead stays at the kernel's default (no stat program to wait with)")
             return
-        if done.returncode == 0:
+        if _run_quietly([stat, "-c", "%i", "--", mountpoint], WAIT_SECONDS) == 0:
             set_readahead(mountpoint, kib)
 
     threading.Thread(target=work, name="archfs-readahead", daemon=True).start()
+
+
+WAIT_SECONDS = 60
+
+
+def _run_quietly(argv, timeout: float):
+    """The exit status of ``argv`` run with stdio on /dev/null, or None when
+    it could not run or was killed after ``timeout`` seconds. (posix_spawn
+    rather than subprocess, whose imports would compete with the mount's
+    first requests for the interpreter.)"""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        pid = os.posix_spawn(argv[0], argv, os.environ,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)])
+    except OSError:
+        return None
+    finally:
+        os.close(null)
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def set_readahead(mountpoint: str, kib: int) -> bool:

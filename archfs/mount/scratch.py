@@ -12,8 +12,6 @@ otherwise warns about it.
 
 import os
 import re
-import shutil
-import tempfile
 import threading
 from typing import List, Optional
 
@@ -26,11 +24,11 @@ def choose_base(archive_location: str, override: Optional[str] = None) -> str:
     """Where the scratch directory goes (see the module docstring)."""
     if override:
         return os.path.abspath(override)
-    if "://" in archive_location:      # a remote archive (s3://, https://...)
-        return tempfile.gettempdir()
-    beside = os.path.dirname(os.path.abspath(archive_location.rstrip("/")) or "/")
-    if os.access(beside, os.W_OK | os.X_OK):
-        return beside
+    if "://" not in archive_location:  # not a remote archive (s3://, https://...)
+        beside = os.path.dirname(os.path.abspath(archive_location.rstrip("/")) or "/")
+        if os.access(beside, os.W_OK | os.X_OK):
+            return beside
+    import tempfile       # here and below: tempfile and shutil are a mount's start-up cost
     return tempfile.gettempdir()
 
 
@@ -77,6 +75,7 @@ class Scratch:
 
     def new_file(self, member: str = "") -> str:
         """Path of a new empty file only this process uses, named after ``member``."""
+        import tempfile
         with self._lock:
             if self._dir is None:
                 os.makedirs(self.base, exist_ok=True)
@@ -91,5 +90,6 @@ class Scratch:
         """Delete the directory and whatever is left in it."""
         with self._lock:
             if self._dir is not None:
+                import shutil
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None

@@ -6,7 +6,6 @@ renamed over it. Apart from ``writer`` because appending needs none of it."""
 import logging
 import os
 import stat
-import tempfile
 import time
 from typing import Optional
 
@@ -122,6 +121,7 @@ class Rewriting:
 
     def _rewrite_temp(self):
         """(fd, path) of the new file beside the archive, renamed over it at the end."""
+        import tempfile     # (imported here: start-up cost of a mount)
         return tempfile.mkstemp(dir=os.path.dirname(self.path),
                                 prefix="." + os.path.basename(self.path) + ".archfs-rewrite-")
 

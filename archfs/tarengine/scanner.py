@@ -11,11 +11,9 @@ header checksum or a member running past the end stop the scan there or
 mark that member damaged, with a reason; nothing grows without bound.
 """
 
-import base64
 import logging
 import os
 import stat
-import urllib.parse
 from typing import Callable, Dict, List, Optional, Tuple
 
 from archfs.errors import NotAnArchiveError, UnsupportedFeature
@@ -357,9 +355,11 @@ def _xattrs(fields: Dict[str, bytes]) -> List[Tuple[str, bytes]]:
         if key.startswith("SCHILY.xattr."):
             found[key[13:]] = value
         elif key.startswith("LIBARCHIVE.xattr."):
+            import urllib.parse
             name = urllib.parse.unquote(key[17:], errors="surrogateescape")
             if name not in found:
                 try:
+                    import base64
                     found[name] = base64.b64decode(value + b"=" * (-len(value) % 4))
                 except ValueError:
                     continue

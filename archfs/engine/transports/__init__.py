@@ -15,7 +15,6 @@ requests and bytes are counted (``netstats.py``) and logged with ``-v``.
 """
 
 import logging
-import urllib.parse
 from typing import Optional
 
 from archfs import optionspec
@@ -123,6 +122,7 @@ def local_path(url) -> Optional[str]:
     text = str(url)
     if not is_remote(text):
         if scheme(text) == "file":
+            import urllib.parse
             return urllib.parse.unquote(urllib.parse.urlsplit(text).path)
         return text
     return None

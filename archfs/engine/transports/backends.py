@@ -10,7 +10,6 @@ writes. Every request is counted (``netstats``) and logged at debug level.
 
 import logging
 import time
-import urllib.parse
 from typing import NamedTuple, Optional
 
 from archfs.engine.transports.netstats import Counter, size_text
@@ -36,6 +35,9 @@ class Info(NamedTuple):
 def redact(url: str) -> str:
     """A URL fit for logs and mount tables: no user or password, no query
     (a presigned URL's query is a credential)."""
+    if url.startswith("/"):          # a local path: no scheme (nor urllib's import)
+        return url
+    import urllib.parse
     parts = urllib.parse.urlsplit(url)
     if not parts.scheme:
         return url
