@@ -20,7 +20,6 @@ import collections
 import marshal
 import os
 import struct
-import subprocess
 import sys
 import threading
 
@@ -62,8 +61,8 @@ DECODERS = max(1, min(2, os.cpu_count() or 1))
 
 
 class DecoderProcess:
-    """The daemon's side: ``DECODERS`` children, started at the first batch
-    (or ``prepare``), given batches in turn."""
+    """The daemon's side: ``DECODERS`` children, started at the first
+    batch, given batches in turn."""
 
     def __init__(self, fuse_fd: int, count: int = DECODERS):
         self._fuse_fd = fuse_fd
@@ -112,13 +111,8 @@ class DecoderProcess:
                 self._fail()
             return stored
 
-    def prepare(self, decoder) -> None:
-        """Start the children for ``decoder`` ahead of the first batch."""
-        with self._lock:
-            if not self._procs and not self._broken:
-                self._start(decoder[3])
-
     def _start(self, fds) -> None:
+        import subprocess   # (here: a mount's start-up needs none of it)
         self._fds = tuple(fds)
         try:
             for _ in range(self._count):
@@ -146,7 +140,7 @@ class DecoderProcess:
         for proc in procs:
             try:
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:   # stuck on a page lock of a dead mount
+            except Exception:   # (TimeoutExpired) stuck on a page lock of a dead mount
                 proc.kill()
                 proc.wait()
 

@@ -89,12 +89,8 @@ class PushAhead:
     # -- the following thread ----------------------------------------------------
 
     def _run(self) -> None:
-        try:        # start the decoder process now: it takes a while to start
-            planned = self._ops.small_plans([])
-            if planned is not None:
-                self._process.prepare(planned[0])
-        except Exception:
-            log.debug("no decoder process", exc_info=True)
+        # (the decoder processes start with the first batch: a mount that
+        # is only listed, or not at once, pays nothing for them)
         while True:
             with self._cond:
                 while self._asked is None and not self._stopping:
