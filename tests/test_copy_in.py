@@ -1,6 +1,6 @@
 """Copying many small files in: grouped copy-back (one archive write per
-group of files), fsync while other requests are served (the FsyncWorker
-that a one-thread read-write mount uses is tested on its own), and what ``cp -r`` / ``cp -a`` leave behind."""
+group of files), fsync while other requests are served, and what
+``cp -r`` / ``cp -a`` leave behind."""
 
 import os
 import random
@@ -320,23 +320,3 @@ def test_grouped_copy_back_is_equal_to_one_by_one(tmp_path, count):
     assert results["many"] == results["single"]
     assert len(results["many"]) == count + 2
 
-
-def test_fsync_worker_answers_in_order_with_the_errno(monkeypatch):
-    from archfs.mount import llfiles
-    replies = []
-    monkeypatch.setattr(llfiles.ll, "reply_err", lambda req, code: replies.append((req, code)))
-    worker = llfiles.FsyncWorker()
-    gate = threading.Event()
-
-    def full():
-        raise OSError(28, "no space left")
-
-    def broken():
-        raise RuntimeError("a bug")
-    worker.submit(1, gate.wait)
-    worker.submit(2, full)
-    worker.submit(3, broken)
-    assert replies == []        # the first is still waiting: nothing answered yet
-    gate.set()
-    worker.drain()
-    assert replies == [(1, 0), (2, 28), (3, 5)]
