@@ -192,6 +192,17 @@ class ArchiveOperations(mfusepy.Operations):
             return self._unlinked(attrs)
         return attrs
 
+    @fuse_errors
+    def lookup(self, path):
+        """getattr of a name being looked up, or None where nothing has it.
+        A missing name is the usual answer before a file is made (cp -r
+        looks up every name it creates): it then costs one exception, not
+        three and a log call through the layers above."""
+        try:
+            return self.getattr.__wrapped__(self, path)
+        except FileNotFoundError:
+            return None
+
     @staticmethod
     def _unlinked(attrs: dict) -> dict:
         attrs["st_nlink"] = 0     # an open file whose name is gone, as fstat shows it
