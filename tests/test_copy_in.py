@@ -2,9 +2,11 @@
 group of files), fsync while other requests are served, and what
 ``cp -r`` / ``cp -a`` leave behind."""
 
+import errno
 import os
 import random
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -320,3 +322,27 @@ def test_grouped_copy_back_is_equal_to_one_by_one(tmp_path, count):
     assert results["many"] == results["single"]
     assert len(results["many"]) == count + 2
 
+
+
+def test_lookup_of_a_missing_name_is_none_and_other_answers_are_getattrs(tmp_path):
+    """cp -r looks up every name it makes: a missing one is None (the
+    binding answers with a negative entry, no exception on the way), an
+    existing one gets getattr's attributes, a bad name still its error."""
+    from archfs.mount.operations import ArchiveOperations
+    from archfs.mount.options import MountOptions
+    from archfs.mount.session import MountSession
+
+    archive = _new_zip(tmp_path / "a.zip")
+    session = MountSession(ZipfileArchive(url=archive, mode="a"), MountOptions())
+    try:
+        ops = ArchiveOperations(session)
+        assert ops.lookup("/missing.txt") is None
+        assert ops.lookup("/sub/missing.txt") is None
+        assert ops.lookup("/keep.txt") == ops.getattr("/keep.txt")
+        assert ops.lookup("/keep.txt")["st_size"] == 4
+        assert stat.S_ISDIR(ops.lookup("/sub")["st_mode"])
+        with pytest.raises(OSError) as err:
+            ops.lookup("/" + "x" * 300)
+        assert err.value.errno == errno.ENAMETOOLONG
+    finally:
+        session.finish()

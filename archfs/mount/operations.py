@@ -45,7 +45,7 @@ from archfs.archives.abstractarchive import AbstractArchive, MemberStat
 from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
 from archfs.mount.entry import is_hidden_name
 from archfs.mount import fuselib
-from archfs.mount.errnomap import fuse_errors
+from archfs.mount.errnomap import fuse_errors, log_failure
 
 try:                      # hashlib's own blake2b, without hashlib's OpenSSL (start-up cost)
     from _blake2 import blake2b as _blake2b
@@ -197,10 +197,12 @@ class ArchiveOperations(mfusepy.Operations):
         """getattr of a name being looked up, or None where nothing has it.
         A missing name is the usual answer before a file is made (cp -r
         looks up every name it creates): it then costs one exception, not
-        three and a log call through the layers above."""
+        three, and is logged only where debug lines are kept (-v)."""
         try:
             return self.getattr.__wrapped__(self, path)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if log.isEnabledFor(logging.DEBUG):
+                log_failure("lookup", path, exc)
             return None
 
     @staticmethod
