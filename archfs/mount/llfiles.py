@@ -20,12 +20,10 @@ import ctypes
 import errno
 import logging
 import os
-import queue
-import threading
 from collections import OrderedDict
 
 from archfs.mount import fusell as ll
-from archfs.mount.llcommon import errno_of, request
+from archfs.mount.llcommon import request
 from archfs.mount.pushahead import PushAhead
 
 log = logging.getLogger("archfs.mount")
@@ -234,55 +232,6 @@ class FileRequests:
 
     @request
     def _fsync(self, req, ino, datasync, fi):
-        path = self.inodes.path(ino)
-        worker = self._fsync_worker
-        if worker is not None:
-            # fi is libfuse's until this returns: the worker gets a copy
-            info = ll.fuse_file_info()
-            ctypes.pointer(info)[0] = fi.contents
-            worker.submit(req, lambda: self.operations.fsync(path, datasync, info))
-            return
-        self.operations.fsync(path, datasync, fi.contents)
+        self.operations.fsync(self.inodes.path(ino), datasync, fi.contents)
         ll.reply_err(req, 0)
 
-
-class FsyncWorker:
-    """Serves fsync requests in a thread of its own, replying when done,
-    so that the mount's one libfuse thread goes on with other requests
-    while a file is copied back and committed (libfuse's low-level API
-    lets any thread reply). Requests are served in order."""
-
-    def __init__(self):
-        self._queue = queue.SimpleQueue()
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._run, name="archfs-fsync", daemon=True)
-        self._thread.start()
-
-    def submit(self, req, call) -> None:
-        with self._idle:
-            self._pending += 1
-        self._queue.put((req, call))
-
-    def drain(self) -> None:
-        """Wait until every fsync submitted has been answered (before the
-        session that replies go to is destroyed)."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0)
-
-    def _run(self) -> None:
-        while True:
-            req, call = self._queue.get()
-            try:
-                call()
-            except OSError as exc:
-                ll.reply_err(req, errno_of(exc))
-            except BaseException:
-                log.exception("FUSE request fsync failed")
-                ll.reply_err(req, errno.EIO)
-            else:
-                ll.reply_err(req, 0)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()

@@ -18,18 +18,13 @@ class NameRequests:
     def _lookup(self, req, parent, raw):
         name = self._name(raw)
         path = self._child(parent, name)
-        try:
-            attrs = self.operations.getattr(path)
-        except FileNotFoundError:
+        attrs = self.operations.lookup(path)
+        if attrs is None:
             if self.negative_timeout > 0:
                 ll.reply_entry(req, self._negative)
-                return
-            raise
-        except OSError as exc:
-            if exc.errno == errno.ENOENT and self.negative_timeout > 0:
-                ll.reply_entry(req, self._negative)
-                return
-            raise
+            else:
+                ll.reply_err(req, errno.ENOENT)
+            return
         self._reply_entry(req, parent, name, attrs)
         if not _stat.S_ISDIR(attrs["st_mode"]):
             self._plus.looked_up(parent)

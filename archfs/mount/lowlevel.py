@@ -42,7 +42,7 @@ from archfs.mount import fusell as ll
 from archfs.mount.inodes import InodeTable
 from archfs.mount.llcommon import _NS, log, pin_thread_state, request
 from archfs.mount.lldirs import DirRequests, _PlusPolicy, pack_dirents  # noqa: F401 (tests)
-from archfs.mount.llfiles import FileRequests, FsyncWorker
+from archfs.mount.llfiles import FileRequests
 from archfs.mount.llnames import NameRequests
 
 # mfusepy options that only libfuse's high-level API knows (or that this
@@ -64,14 +64,14 @@ MAX_THREADS = 2
 # the GIL back and forth; measured on grep -r over 100,000 small files, one
 # thread used 25-40% less CPU.
 READ_ONLY_THREADS = 1
-# Read-write mounts keep two. One thread, with fsync answered from a helper
-# thread (``FsyncWorker``), used 20-30% less CPU on a cp -r of 10,000 small
-# files under load, but on a quiet machine the copy took longer (6.1-7.0 s
-# against 5.5-5.8 s with two, alternating runs): the second thread serves
-# one file's release while the first takes the next file's requests. Two
-# also keep a slow request (the first write to a big member copies it out)
-# from holding up every other. Set to 1 to serve with one thread.
-READ_WRITE_THREADS = 2
+# Read-write mounts keep two: the second thread serves one file's release
+# while the first takes the next file's requests, and a slow request (an
+# fsync's commit, the first write to a big member, which copies it out)
+# does not hold up every other. One thread, with fsync answered from a
+# helper thread, was tried and removed: on cp -r of 10,000 small files it
+# measured no better (alternating runs, 2026-12-03: 4.71 s against 4.22 s
+# median, the same daemon CPU) and on a quiet machine worse (6.1-7.0 s
+# against 5.5-5.8 s).
 
 
 class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
@@ -100,7 +100,6 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
         self._open_count = {}   # read-only mounts: inode -> open handles
         self._store_pages = False   # push small files' content at open (see _push_pages)
         self._se = None
-        self._fsync_worker = None   # FsyncWorker on one-thread read-write mounts
         self._vec = ll.fuse_bufvec(1, 0, 0)
         self._dir_fh = itertools.count(1)
         self._uid, self._gid = os.getuid(), os.getgid()
@@ -154,15 +153,11 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
                     raise RuntimeError("libfuse could not mount %s" % os.fsdecode(mountpoint))
                 try:
                     single = nothreads or self._one_thread()
-                    if single and not self.read_only:
-                        self._fsync_worker = FsyncWorker()
                     self._se = se
                     self._store_pages = (single and self.read_only
                                          and ll.notify_store is not None)
                     status = self._loop(se, single)
                 finally:
-                    if self._fsync_worker is not None:
-                        self._fsync_worker.drain()
                     ll.session_unmount(se)
             finally:
                 ll.remove_signal_handlers(se)
@@ -172,14 +167,11 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
             raise RuntimeError(status)
 
     def _one_thread(self) -> bool:
-        """Whether one libfuse thread serves the mount (see READ_ONLY_THREADS
-        and READ_WRITE_THREADS)."""
-        if getattr(self.operations, "remote", False):
+        """Whether one libfuse thread serves the mount (READ_ONLY_THREADS;
+        read-write and remote mounts keep MAX_THREADS)."""
+        if getattr(self.operations, "remote", False) or not self.read_only:
             return False
-        if self.read_only:
-            return READ_ONLY_THREADS == 1
-        committer = getattr(self.operations, "committer", None)
-        return READ_WRITE_THREADS == 1 and getattr(committer, "interval", 0) > 0
+        return READ_ONLY_THREADS == 1
 
     @staticmethod
     def _loop(se, nothreads: bool) -> int:

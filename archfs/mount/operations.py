@@ -40,7 +40,7 @@ import time
 from archfs.archives.abstractarchive import AbstractArchive, MemberStat
 from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
 from archfs.mount.entry import is_hidden_name
-from archfs.mount.errnomap import fuse_errors
+from archfs.mount.errnomap import fuse_errors, log_failure
 
 try:                      # hashlib's own blake2b, without hashlib's OpenSSL (start-up cost)
     from _blake2 import blake2b as _blake2b
@@ -185,6 +185,19 @@ class ArchiveOperations:
         elif ".fuse_hidden" in name and is_hidden_name(name) and self.files.is_unlinked(name):
             return self._unlinked(attrs)
         return attrs
+
+    @fuse_errors
+    def lookup(self, path):
+        """getattr of a name being looked up, or None where nothing has it.
+        A missing name is the usual answer before a file is made (cp -r
+        looks up every name it creates): it then costs one exception, not
+        three, and is logged only where debug lines are kept (-v)."""
+        try:
+            return self.getattr.__wrapped__(self, path)
+        except FileNotFoundError as exc:
+            if log.isEnabledFor(logging.DEBUG):
+                log_failure("lookup", path, exc)
+            return None
 
     @staticmethod
     def _unlinked(attrs: dict) -> dict:
