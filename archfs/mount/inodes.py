@@ -84,7 +84,7 @@ class InodeTable:
     def unstored(self, parent: int, name: str) -> int:
         """The inode of ``name`` in ``parent`` if the kernel holds one whose
         content was not stored yet, else 0."""
-        ino = self._by_name.get((parent, name), 0)
+        ino = self.peek(parent, name)
         node = self._nodes.get(ino) if ino else None
         return ino if node is not None and not node.stored else 0
 

@@ -13,9 +13,9 @@ ordinary way, where damage is reported and remembered; so this path never
 decides that a member is bad, and a None is never an error.
 """
 
-import os
 from typing import List, NamedTuple, Optional
 
+from archfs.engine.fileaccess import pread_exact
 from archfs.zipengine import format as fmt
 from archfs.zipengine.inflater import crc32, errors as inflate_errors, raw_inflater
 
@@ -97,15 +97,6 @@ class FileDecoder:
     def __init__(self, fd: int, limit: int):
         self.fd, self.limit = fd, limit
 
-    def _pread(self, size: int, pos: int) -> bytes:
-        data = os.pread(self.fd, size, pos)
-        while 0 < len(data) < size:
-            more = os.pread(self.fd, size - len(data), pos + len(data))
-            if not more:
-                break
-            data += more
-        return data
-
     def decode(self, plans) -> List[Optional[bytes]]:
-        return decode_batch(self._pread, [None if p is None else Plain(*p) for p in plans],
-                            self.limit)
+        return decode_batch(lambda size, pos: pread_exact(self.fd, size, pos),
+                            [None if p is None else Plain(*p) for p in plans], self.limit)
