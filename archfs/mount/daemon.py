@@ -167,6 +167,19 @@ class StderrCapture:
         return lines
 
 
+def _kernel_checks_permissions(opts) -> bool:
+    """Whether the kernel checks permissions (``default_permissions``).
+
+    Always, except where root mounts without allow_other/allow_root: the
+    kernel then lets no process in but the mounting user's, so every caller
+    is root, whom those checks never refuse (exec of a file without an x bit
+    is refused either way, and ``access`` answers for X_OK). Under them the
+    kernel asks for a directory's attributes again after every change in it:
+    one GETATTR per file ``cp -r`` creates, a fifth of its requests.
+    """
+    return os.geteuid() != 0 or bool(opts.allow_other or opts.allow_root)
+
+
 def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = False) -> dict:
     opts = request.options
     default_timeout = 60.0 if read_only else 1.0
@@ -176,7 +189,7 @@ def _fuse_kwargs(request: MountRequest, read_only: bool, uses_inodes: bool = Fal
         "raw_fi": True,
         "fsname": transports.redact(request.archive).replace("\\", "\\\\").replace(",", "\\,"),
         "subtype": "archfs",
-        "default_permissions": True,
+        "default_permissions": _kernel_checks_permissions(opts),
         # no hard_remove: libfuse then renames a file unlinked while open to a
         # hidden name, which keeps fstat, fchmod, futimens on it working
         # (see OpenFiles.hide); with hard_remove they fail with ESTALE

@@ -8,8 +8,10 @@ Exceptions become errno in ``errnomap`` and nowhere else.
 mfusepy runs with ``raw_fi=True`` (so open can set keep_cache); ``fi`` below
 is a ``fuse_file_info`` and ``fi.fh`` the handle number.
 
-Permissions are checked by the kernel (the mount always runs with
-``default_permissions``) against the modes and owners getattr reports; that
+Permissions are checked by the kernel (``default_permissions``) against
+the modes and owners getattr reports, except where root mounts without
+allow_other or allow_root: every caller is then root, whom no check refuses,
+and the kernel asks ``access`` only (see ``daemon._kernel_checks_permissions``); that
 covers chown's and utimensat's rules, sticky directories and the clearing
 of setuid/setgid on chown and on writes by others (the kernel then sends a
 chmod). What archfs decides itself:
@@ -233,9 +235,14 @@ class ArchiveOperations:
 
     @fuse_errors
     def access(self, path, amode):
-        self.files.stat(_name(path))
+        """Asked only where the kernel does not check permissions, that is
+        for root (see the module's docstring): root may do anything but run
+        a file that has no x bit."""
+        st = self.files.stat(_name(path))
         if amode & os.W_OK and not self.archive.writable:
             raise ReadOnlyError("the archive is mounted read-only")
+        if amode & os.X_OK and not _stat.S_ISDIR(st.mode) and not st.mode & 0o111:
+            raise PermissionError(errno.EACCES, "no execute permission")
         return 0
 
     @fuse_errors
