@@ -461,3 +461,46 @@ def test_chmod_and_utime_as_the_first_write_keep_the_members_data(tmp_path, make
         assert got == files
     else:
         check_tools(archive, files, tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2"])
+@pytest.mark.parametrize("fail_after", [100 << 10, (5 << 20) // 2], ids=["in-buffer", "2-segments"])
+def test_a_copy_that_fails_halfway_leaves_no_partial_member(tmp_path, monkeypatch, suffix,
+                                                            fail_after):
+    """chmod copies a member; when the copy fails halfway (here: a write
+    error after ``fail_after`` bytes, past segment boundaries or not) none
+    of it stays in the archive: the next member follows the one before,
+    the commit publishes a valid archive, and the member keeps its mode."""
+    from archfs.tarengine.recompress import CompressedTarWriter
+    src = tmp_path / "src"
+    files = make_files(src, count=4, text_only=True)
+    files["big.bin"] = RNG.randbytes(3 << 20)
+    (src / "big.bin").write_bytes(files["big.bin"])
+    archive = gnu_tar(src, tmp_path / "a.tar", "gnu", suffix)
+    copy_into = CompressedTarWriter._copy_into
+
+    def failing(self, write, source, size):
+        done = [0]
+
+        def limited(data):
+            if done[0] + len(data) > fail_after:
+                raise OSError(5, "injected write error")
+            done[0] += len(data)
+            write(data)
+        return copy_into(self, limited, source, size)
+
+    with open_archive(str(archive), "a") as a:
+        a.writedata("first.txt", b"written before the failure\n")
+        mode = a.stat("big.bin").mode
+        monkeypatch.setattr(CompressedTarWriter, "_copy_into", failing)
+        with pytest.raises(OSError):
+            a.chmod("big.bin", 0o600)
+        monkeypatch.setattr(CompressedTarWriter, "_copy_into", copy_into)
+        a.writedata("after.txt", b"written after it\n")
+        assert a.open("after.txt").read() == b"written after it\n"
+        assert a.open("big.bin").read() == files["big.bin"]
+    files["first.txt"] = b"written before the failure\n"
+    files["after.txt"] = b"written after it\n"
+    with open_archive(str(archive), "r", {"index_cache": "0"}) as a:
+        assert a.stat("big.bin").mode == mode
+    check_tools(archive, files, tmp_path)

@@ -250,14 +250,53 @@ class SegmentSink:
             self._pool = None
         self._inflight = []
         self._emit_out = out_pos       # output offset of the next segment to emit
+        self._mark = None              # see mark()
+        self._before_mark = None
 
     def write(self, data) -> int:
         self.buffer += data
         self.out_pos += len(data)
         while len(self.buffer) >= SEGMENT:
+            if self._mark is not None and self._before_mark is None:
+                self._before_mark = bytes(self.buffer[:self._mark[1]])
             self._emit(bytes(self.buffer[:SEGMENT]))
             del self.buffer[:SEGMENT]
         return self.out_pos
+
+    # -- taking back a member whose writing failed halfway ------------------------------
+
+    def mark(self) -> None:
+        """Remember this point: ``rewind`` takes back what is written after
+        it. A member is marked before its header goes in, so a copy that
+        fails halfway (a read error, a full disk) leaves no partial member
+        for the next one to follow and the commit to publish."""
+        self._mark = (self.out_pos, len(self.buffer), len(self.segments) + len(self._inflight),
+                      self._emit_out)
+        self._before_mark = None       # the buffer's bytes before the mark, once a segment took them
+
+    def rewind(self) -> int:
+        """Back to the mark: the segments made since are dropped (and cut off
+        the file), the buffer holds what it held. Returns how many segments
+        were dropped from ``segments``."""
+        out_pos, kept, count, emit_out = self._mark
+        self._mark = None
+        while self._inflight and self._inflight[0][1] < emit_out:
+            self._drain_one()          # made before the mark: kept
+        for _chunk, _out, future in self._inflight:
+            future.exception()         # made after it: waited for, never written
+        self._inflight.clear()
+        dropped = len(self.segments) - count
+        if dropped:
+            self.at = self.segments[count][0]
+            del self.segments[count:]
+        self.file.truncate(self.at)
+        self._emit_out, self.out_pos = emit_out, out_pos
+        if self._before_mark is not None:
+            self.buffer[:] = self._before_mark      # in place: a stream serves this buffer
+        else:
+            del self.buffer[kept:]
+        self._before_mark = None
+        return dropped
 
     def _emit(self, chunk: bytes) -> None:
         out = self._emit_out

@@ -142,16 +142,30 @@ class CompressedTarWriter(TarWriter):
         self._prepare()
         sink = self._sink
         at = sink.out_pos
+        sink.mark()
         try:
             self._sink_write(headers)
             self._copy_into(self._sink_write, source, size)
             self._sink_write(bytes(hd.padding(size)))
         except BaseException:
+            self._take_back()
             self._remember_identity()
             raise
         self._tail = sink.out_pos
         self._remember_identity()
         return at
+
+    def _take_back(self) -> None:
+        """A member failed halfway: none of it stays (``SegmentSink.rewind``)."""
+        sink, stream = self._sink, self.stream
+        try:
+            with stream._lock:
+                dropped = sink.rewind()
+                if dropped:
+                    stream.set_segments(stream.segments[:-dropped])
+                stream.pending_start = sink.out_pos - len(sink.buffer)
+        except Exception:       # the member's own error is the one to report
+            log.exception("%s: could not take back a member that failed halfway", self.path)
 
     def _sink_write(self, data) -> None:
         """Into the sink, under the stream's lock: a reader never sees the
