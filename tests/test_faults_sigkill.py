@@ -380,3 +380,36 @@ def test_sigkill_while_fsyncing_small_files_into_a_big_archive(tmp_path, mounter
         assert len(names) == BIG_MEMBERS + len(durable) + len(dirs), (twice, strange)
     result = run(["unzip", "-tqq", archive], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_process_whose_main_thread_ended_still_runs_until_its_threads_do(tmp_path):
+    """After SIGKILL the main thread is a zombie first while the others end
+    (holding the archive open): unmount and the tests wait for those too."""
+    import subprocess
+    import sys
+    from archfs.mount import statefiles
+    flag = tmp_path / "release"
+    code = ("import ctypes, os, threading, time\n"
+            "def wait():\n"
+            "    while not os.path.exists(%r): time.sleep(0.02)\n"
+            "threading.Thread(target=wait).start()\n"
+            "ctypes.CDLL(None).pthread_exit(None)\n" % str(flag))
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open("/proc/%d/stat" % child.pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the main thread did not end")
+        assert statefiles.process_running(child.pid)      # its other thread runs
+        flag.write_text("")
+        deadline = time.monotonic() + 30
+        while statefiles.process_running(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not statefiles.process_running(child.pid)
+    finally:
+        flag.write_text("")
+        child.wait(timeout=30)

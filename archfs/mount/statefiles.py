@@ -91,15 +91,32 @@ def process_start_time(pid: int) -> Optional[int]:
 
 
 def process_running(pid: int, start_time: Optional[int] = None) -> bool:
-    """Whether ``pid`` runs (a zombie has finished) and is the same process."""
+    """Whether ``pid`` runs and is the same process. A zombie has finished,
+    unless only its main thread has: after SIGKILL the main thread is a
+    zombie while the others still end, holding the archive open."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return False
-    if fields[0] in ("Z", "X"):
+    if fields[0] in ("Z", "X") and not _other_threads_run(pid):
         return False
     return start_time is None or int(fields[19]) == start_time
+
+
+def _other_threads_run(pid: int) -> bool:
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            continue
+    return False
 
 
 def write_running(mountpoint: str, info: dict) -> None:
