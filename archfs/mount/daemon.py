@@ -167,6 +167,16 @@ class StderrCapture:
         return lines
 
 
+# How long a thread that wants the GIL waits before the holder must hand it
+# over (Python's default: 5 ms). A request thread then waits at most this
+# long behind the committer's Python (placing a group of copied-back files,
+# planning a directory: stretches of 0.3-1 ms without a blocking call).
+# Measured on cp -r of 10,000 small files, alternating with the default:
+# 8-9% less time, 11 of 12 runs faster, source cached or not; sequential
+# reads and grep -r unchanged.
+SWITCH_INTERVAL = 0.0002
+
+
 def _kernel_checks_permissions(opts) -> bool:
     """Whether the kernel checks permissions (``default_permissions``).
 
@@ -291,6 +301,7 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
 
     gc.freeze()
     gc.enable()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     os.chdir("/")  # do not keep the caller's directory busy (the archive is open now)
     capture = None
     ready: list = []            # what was loaded when the mount went live
