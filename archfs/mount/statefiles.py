@@ -18,7 +18,7 @@ import json
 import os
 import re
 import stat as _stat
-from typing import Optional
+from typing import List, Optional
 
 from archfs.engine.digest import sha256
 
@@ -82,26 +82,32 @@ def _read_json(path: str) -> Optional[dict]:
 
 def process_start_time(pid: int) -> Optional[int]:
     """The start time of ``pid`` (clock ticks after boot), None if gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19])
+    fields = _stat_fields("/proc/%d/stat" % pid)
+    return None if fields is None else int(fields[19])
 
 
 def process_running(pid: int, start_time: Optional[int] = None) -> bool:
     """Whether ``pid`` runs and is the same process. A zombie has finished,
     unless only its main thread has: after SIGKILL the main thread is a
     zombie while the others still end, holding the archive open."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = _stat_fields("/proc/%d/stat" % pid)
+    if fields is None:
         return False
-    if fields[0] in ("Z", "X") and not _other_threads_run(pid):
+    if fields[0] in _ENDED and not _other_threads_run(pid):
         return False
     return start_time is None or int(fields[19]) == start_time
+
+
+_ENDED = ("Z", "X")
+
+
+def _stat_fields(path: str) -> Optional[List[str]]:
+    """The fields of a /proc stat file after the command name, or None."""
+    try:
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _other_threads_run(pid: int) -> bool:
@@ -110,12 +116,9 @@ def _other_threads_run(pid: int) -> bool:
     except OSError:
         return False
     for tid in tasks:
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                    return True
-        except (OSError, IndexError):
-            continue
+        fields = _stat_fields("/proc/%d/task/%s/stat" % (pid, tid))
+        if fields is not None and fields[0] not in _ENDED:
+            return True
     return False
 
 

@@ -163,7 +163,7 @@ class CompressedTarWriter(TarWriter):
                 dropped = sink.rewind()
                 if dropped:
                     stream.set_segments(stream.segments[:-dropped])
-                stream.pending_start = sink.out_pos - len(sink.buffer)
+                self._publish(len(sink.segments))
         except Exception:       # the member's own error is the one to report
             log.exception("%s: could not take back a member that failed halfway", self.path)
 
