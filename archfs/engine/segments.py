@@ -33,6 +33,7 @@ from archfs.engine.segcodecs import (  # noqa: F401  (re-exported: callers impor
     Segment,
     eoa_segment,
 )
+from archfs.engine import cpus
 from archfs.engine.sharing import Shared
 
 BIG_SEGMENT = 16 << 20         # larger (foreign) segments are decoded as a stream
@@ -245,7 +246,7 @@ class SegmentSink:
         self.segments: List[Segment] = []
         if threads > 1:     # (imported here: a mount loading a saved index needs none)
             from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(threads)
+            self._pool = ThreadPoolExecutor(threads, initializer=cpus.spread_here)
         else:
             self._pool = None
         self._inflight = []

@@ -18,6 +18,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from archfs.deadline import wait_due
+from archfs.engine import cpus
 from archfs.mount.openfiles import Entry, OpenFiles
 
 log = logging.getLogger("archfs.mount")
@@ -109,6 +110,7 @@ class Committer:
             self._thread.start()
 
     def _run(self) -> None:
+        cpus.pin_here()     # with the request threads (see engine/cpus.py)
         while True:
             with self._cond:
                 if not wait_due(self._cond, lambda: self._due, lambda: self._stopping):

@@ -167,7 +167,10 @@ def _optional(name, restype, *argtypes):
 
 _req = fuse_req_t
 reply_err = _fn("fuse_reply_err", ctypes.c_int, _req, ctypes.c_int)
-req_ctx = _fn("fuse_req_ctx", ctypes.POINTER(fuse_ctx), _req)
+# It only reads the request: called without letting go of the GIL, which
+# another thread (the committer) could otherwise take for up to a switch
+# interval before this request goes on.
+req_ctx = ctypes.PYFUNCTYPE(ctypes.POINTER(fuse_ctx), _req)(("fuse_req_ctx", lib))
 reply_none = _fn("fuse_reply_none", None, _req)
 # Replies built as bytes by this package are passed as char pointers.
 reply_entry = _fn("fuse_reply_entry", ctypes.c_int, _req, ctypes.c_char_p)

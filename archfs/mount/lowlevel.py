@@ -38,6 +38,7 @@ import os
 import threading
 from collections import OrderedDict
 
+from archfs.engine import cpus
 from archfs.mount import fusell as ll
 from archfs.mount.inodes import InodeTable
 from archfs.mount.llcommon import _NS, log, pin_thread_state, request
@@ -156,7 +157,10 @@ class LowLevelFUSE(NameRequests, FileRequests, DirRequests):
                     self._se = se
                     self._store_pages = (single and self.read_only
                                          and ll.notify_store is not None)
+                    if not self.read_only and cpus.choose_home() is not None:
+                        cpus.pin_here()     # the loop's threads share it (engine/cpus.py)
                     status = self._loop(se, single)
+                    cpus.spread_here()
                 finally:
                     ll.session_unmount(se)
             finally:

@@ -195,8 +195,33 @@ def build_ntfs(mtime_ns: int, atime_ns: Optional[int] = None) -> bytes:
 
 
 def _ntfs_ticks(ns: int) -> bytes:
-    return max(0, min((ns + _NTFS_EPOCH_OFFSET * 1_000_000_000) // 100,
-                      (1 << 64) - 1)).to_bytes(8, "little")
+    return _ticks(ns).to_bytes(8, "little")
+
+
+_NTFS_OFFSET_NS = _NTFS_EPOCH_OFFSET * 1_000_000_000
+_MAX64 = (1 << 64) - 1
+
+
+def _ticks(ns: int) -> int:
+    return max(0, min((ns + _NTFS_OFFSET_NS) // 100, _MAX64))
+
+
+# A timestamp block (mtime; atime too in a local header) then an NTFS block,
+# packed at once: every member archfs writes carries both, twice.
+_TIMES = struct.Struct("<HHBI" "HHIHHQQQ")
+_TIMES_ATIME = struct.Struct("<HHBII" "HHIHHQQQ")
+
+
+def build_times(mtime_ns: int, atime_ns: Optional[int], local: bool) -> bytes:
+    """``build_timestamp`` (atime only where ``local``) + ``build_ntfs``."""
+    t = _ticks(mtime_ns)
+    a = t if atime_ns is None else _ticks(atime_ns)
+    mtime_s = (mtime_ns // 1_000_000_000) & MAX32
+    if local and atime_ns is not None:
+        return _TIMES_ATIME.pack(EXTRA_TIMESTAMP, 9, 3, mtime_s,
+                                 (atime_ns // 1_000_000_000) & MAX32,
+                                 EXTRA_NTFS, 32, 0, 1, 24, t, a, t)
+    return _TIMES.pack(EXTRA_TIMESTAMP, 5, 1, mtime_s, EXTRA_NTFS, 32, 0, 1, 24, t, a, t)
 
 
 def parse_unix_owner(data: bytes) -> Optional[Tuple[int, int]]:

@@ -15,6 +15,8 @@ import threading
 from collections import deque
 from typing import Optional
 
+from archfs.engine import cpus
+
 AHEAD = 8 << 20
 BEHIND = 4 << 20                # the kernel's readahead runs at most 2 MiB out of order
 CHUNK = 1 << 20
@@ -81,6 +83,7 @@ class Prefetcher:
         return _slots.acquire(blocking=False)
 
     def _run(self) -> None:
+        cpus.spread_here()      # it inflates without the GIL (see engine/cpus.py)
         stream, window, cond = self._stream, self._window, self._cond
         try:
             while True:

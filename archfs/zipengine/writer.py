@@ -17,13 +17,12 @@ of a character or block device in a PKWARE unix block.
 
 import os
 import stat
-import zlib
 from typing import Dict, NamedTuple, Optional, Tuple
 
 from archfs.engine import fileaccess
 from archfs.engine.fileaccess import pread_exact, pwrite_all
 from archfs.errors import CorruptMemberError
-from archfs.zipengine import format as fmt
+from archfs.zipengine import format as fmt, inflater
 from archfs.zipengine.encoders import compress_bytes, make_encoder, method_flags, worth_compressing
 from archfs.zipengine.entries import NO_OWNER, NO_UNIX, UnixAttrs
 
@@ -60,9 +59,7 @@ def _needed_version(method: int, zip64: bool) -> int:
 
 
 def _time_extras(mtime_ns: int, atime_ns: Optional[int] = None, local: bool = False) -> bytes:
-    atime_s = atime_ns // 1_000_000_000 if local and atime_ns is not None else None
-    return fmt.build_timestamp(mtime_ns // 1_000_000_000, atime_s) + fmt.build_ntfs(mtime_ns,
-                                                                                   atime_ns)
+    return fmt.build_times(mtime_ns, atime_ns, local)
 
 
 def _unix_extras(mode: Optional[int], mtime_ns: int, unix: UnixAttrs,
@@ -181,7 +178,7 @@ def encode_member(path: str, data: bytes, mtime_ns: int, level: int, is_dir: boo
     """A member whose whole content is in memory, compressed with ``method``
     when that makes it smaller (else stored), as the bytes to append."""
     name = member_name_bytes(path, is_dir)
-    crc = zlib.crc32(data)
+    crc = inflater.crc32(data)
     used, payload = fmt.STORED, data
     if level > 0 and data and not is_dir and method != fmt.STORED:
         packed = compress_bytes(method, level, data)
@@ -219,7 +216,7 @@ def append_file(fd: int, at: int, path: str, source: str, mtime_ns: int, level: 
         crc = usize = 0
         chunk = first
         while chunk:
-            crc = zlib.crc32(chunk, crc)
+            crc = inflater.crc32(chunk, crc)
             usize += len(chunk)
             sink.write(encoder.compress(chunk) if encoder else chunk)
             chunk = src.read(WRITE_CHUNK)

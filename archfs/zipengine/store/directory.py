@@ -59,7 +59,8 @@ class DirectoryPlanning:
                         holes.append((at, t.record_len[node.row]))
                 parent = parent.rpartition("/")[0]
         front = sorted(set(dirs) | ahead, key=lambda r: (t.names[r].count("/"), t.names[r]))
-        back = sorted((r for r in rows if r not in front), key=t.offset.__getitem__)
+        in_front = set(front)
+        back = sorted((r for r in rows if r not in in_front), key=t.offset.__getitem__)
         entries = []
         for group in (front, back):
             placed = []
