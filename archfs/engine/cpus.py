@@ -1,25 +1,27 @@
 """Which CPUs a thread may run on.
 
-Python runs one thread at a time (the GIL), so the threads of a read-write
-mount that serve requests and commit take turns rather than run together.
-When the scheduler spreads them over CPUs, every turn is a wake-up on
-another CPU (in a virtual machine: of another virtual CPU that may have
-halted meanwhile) and the interpreter's working set moves between caches.
-Kept on one CPU the same turns are plain context switches: on ``cp -r`` of
-10,000 small files into a mounted zip (cold caches, as ``scripts/bench``
-runs it) the copy took 4.17-4.69 s against 4.92-5.68 s spread, and the
-daemon used 15-40% less CPU time.
+Python runs one thread at a time (the GIL). A read-write mount serves
+requests on two threads that take turns: ``cp -r`` sends a file's
+asynchronous release while the next file's lookup is already being served.
+Spread over CPUs, every turn is a wake-up on another CPU (in a virtual
+machine: of a virtual CPU that may have halted meanwhile) and the
+interpreter's working set moves between caches; on one CPU the same turns
+are plain context switches. Measured on ``cp -r`` of 10,000 small files into
+a mounted zip, cold caches as ``scripts/bench`` runs it, alternating runs:
+4.04-4.95 s against 4.81-6.23 s spread (medians 4.37 and 5.05 s), the
+daemon using 9-25% less CPU time.
 
-Helpers that work without the GIL (compressing tar segments, prefetching
-members) go back to every CPU the mount started with. Nothing is pinned
-where the process may use one CPU only, or where the system does not say
-which CPU a thread is on.
+The committer and the helpers that work without the GIL (compressing tar
+segments, prefetching members) go back to every CPU the mount started with:
+their compression runs beside the requests instead of between them. Nothing
+is pinned where the process may use one CPU only, or where the system does
+not say which CPU a thread is on.
 """
 
 import os
 from typing import FrozenSet, Optional
 
-_home: Optional[int] = None                 # the CPU the GIL's threads share
+_home: Optional[int] = None                 # the CPU the request threads share
 _everywhere: Optional[FrozenSet[int]] = None  # what the mount started with
 
 
@@ -34,8 +36,8 @@ def _current_cpu() -> Optional[int]:
 
 
 def choose_home() -> Optional[int]:
-    """Pick the CPU this thread runs on now as the home of the GIL's
-    threads (idempotent); None where there is nothing to choose."""
+    """Pick the CPU this thread runs on now as the request threads' home
+    (once); None where there is nothing to choose."""
     global _home, _everywhere
     if _home is not None:
         return _home
@@ -57,7 +59,7 @@ def pin_here() -> None:
 
 
 def spread_here() -> None:
-    """Let this thread (a helper that works without the GIL) use every CPU
+    """Let this thread (one that compresses without the GIL) use every CPU
     the mount started with."""
     if _everywhere is not None:
         _set(_everywhere)

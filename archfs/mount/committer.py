@@ -110,7 +110,9 @@ class Committer:
             self._thread.start()
 
     def _run(self) -> None:
-        cpus.pin_here()     # with the request threads (see engine/cpus.py)
+        # it compresses without the GIL, beside the request threads that
+        # share one CPU (engine/cpus.py): it may use the others
+        cpus.spread_here()
         while True:
             with self._cond:
                 if not wait_due(self._cond, lambda: self._due, lambda: self._stopping):
