@@ -110,10 +110,9 @@ class Committer:
             self._thread.start()
 
     def _run(self) -> None:
-        # with the request threads (engine/cpus.py); a thread that widens
-        # its CPUs and then starts another was seen to leave that one
-        # unscheduled for seconds when the daemon is killed at that moment
-        cpus.pin_here()
+        # it compresses without the GIL: beside the request threads, which
+        # share one CPU (engine/cpus.py), not between their turns
+        cpus.spread_here()
         while True:
             with self._cond:
                 if not wait_due(self._cond, lambda: self._due, lambda: self._stopping):
