@@ -360,3 +360,39 @@ def test_lookup_of_a_missing_name_is_none_and_other_answers_are_getattrs(tmp_pat
         assert err.value.errno == errno.ENAMETOOLONG
     finally:
         session.finish()
+
+
+def test_stat_or_none_answers_as_stat_does(tmp_path):
+    """The exception-free stat that lookups and creates use: None exactly
+    where stat raises FileNotFoundError, stat's answer everywhere else, for
+    the zip plugin and, through the fallback, for one without it."""
+    from archfs.archives.filesystemarchive import FilesystemArchive
+
+    archive = ZipfileArchive(url=_new_zip(tmp_path / "a.zip"), mode="a")
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "keep.txt").write_bytes(b"kept")
+    folder = FilesystemArchive(url=str(tmp_path / "d"), mode="a")
+    try:
+        archive.writedata("deep/er/file.txt", b"x")     # "deep" exists only implicitly
+        names = ["", "keep.txt", "sub", "deep", "deep/er", "deep/er/file.txt",
+                 "missing", "sub/missing", "keep.txt/below", "deep/missing/x"]
+        for plugin in (archive, folder):
+            assert (getattr(plugin, "stat_or_none", None) is not None) == (plugin is archive)
+            files = OpenFiles(plugin, Scratch(str(tmp_path / "scratch")), KernelCachePolicy())
+            for name in names:
+                try:
+                    expected = plugin.stat(name)
+                except FileNotFoundError:
+                    expected = None
+                except OSError as exc:      # another error stays that error
+                    with pytest.raises(type(exc)):
+                        files.stat_or_none(name)
+                    continue
+                if plugin is archive:
+                    assert plugin.stat_or_none(name) == expected, name
+                assert files.stat_or_none(name) == expected, (plugin, name)
+        assert archive.stat_or_none("missing") is None
+        assert archive.stat_or_none("deep").is_dir
+    finally:
+        archive.close()
+        folder.close()

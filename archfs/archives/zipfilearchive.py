@@ -162,10 +162,12 @@ class ZipfileArchive(StoreArchive):
         return list(self._store.warnings)
 
     def stat(self, path: str) -> MemberStat:
-        a = self._store.attrs(member_name(path))
-        return MemberStat(a.mode, a.size, a.mtime_ns, None if a.uid == NO_OWNER else a.uid,
-                          None if a.gid == NO_OWNER else a.gid, nlink=a.nlink, rdev=a.rdev,
-                          atime_ns=a.atime_ns, ctime_ns=a.ctime_ns)
+        return _member_stat(self._store.attrs(member_name(path)))
+
+    def stat_or_none(self, path: str) -> Optional[MemberStat]:
+        """``stat``, or None where nothing has the name (no exception)."""
+        a = self._store.attrs_or_none(member_name(path))
+        return None if a is None else _member_stat(a)
 
     def replace_localfile(self, local_file, filename, *, mode=None, mtime_ns=None, owner=None,
                           atime_ns=None, ctime_ns=None):
@@ -224,3 +226,9 @@ class ZipfileArchive(StoreArchive):
     def summary(self) -> dict:
         """Counts, sizes, methods, encryption and dead space from the member table."""
         return self._store.summary()
+
+
+def _member_stat(a) -> MemberStat:
+    return MemberStat(a.mode, a.size, a.mtime_ns, None if a.uid == NO_OWNER else a.uid,
+                      None if a.gid == NO_OWNER else a.gid, nlink=a.nlink, rdev=a.rdev,
+                      atime_ns=a.atime_ns, ctime_ns=a.ctime_ns)

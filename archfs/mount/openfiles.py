@@ -176,10 +176,7 @@ class OpenFiles(Namespace):
                 if entry is not None:
                     self._count(entry, True, +1)
             if entry is None:
-                try:
-                    st = self.archive.stat(path)
-                except FileNotFoundError:
-                    st = None
+                st = self._archive_stat_or_none(path)
                 if st is not None:
                     if flags & os.O_EXCL:
                         raise FileAlreadyExistsError("exists already: %s" % path)
@@ -477,6 +474,29 @@ class OpenFiles(Namespace):
         if entry is not None and entry.ctime_ns is not None:
             st = st._replace(ctime_ns=max(entry.ctime_ns, st.ctime_ns or st.mtime_ns))
         return st
+
+    def stat_or_none(self, path: str) -> Optional[MemberStat]:
+        """``stat``, or None where nothing has the name."""
+        entry = self._live_entry(path)
+        if entry is not None:
+            shown = entry.stat()
+            if shown is not None:
+                return shown
+        st = self._archive_stat_or_none(path)
+        if st is not None and entry is not None and entry.ctime_ns is not None:
+            st = st._replace(ctime_ns=max(entry.ctime_ns, st.ctime_ns or st.mtime_ns))
+        return st
+
+    def _archive_stat_or_none(self, path: str) -> Optional[MemberStat]:
+        """The archive's stat of ``path`` or None, without an exception where
+        the plugin can say so (``stat_or_none``)."""
+        quiet = getattr(self.archive, "stat_or_none", None)
+        if quiet is not None:
+            return quiet(path)
+        try:
+            return self.archive.stat(path)
+        except FileNotFoundError:
+            return None
 
     def dir_changed(self, path: str) -> Optional[int]:
         """When a name in directory ``path`` was last made or removed through

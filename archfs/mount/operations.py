@@ -42,7 +42,7 @@ import time
 from archfs.archives.abstractarchive import AbstractArchive, MemberStat
 from archfs.errors import NameTooLong, NotSupported, ReadOnlyError
 from archfs.mount.entry import is_hidden_name
-from archfs.mount.errnomap import fuse_errors, log_failure
+from archfs.mount.errnomap import fuse_errors
 
 try:                      # hashlib's own blake2b, without hashlib's OpenSSL (start-up cost)
     from _blake2 import blake2b as _blake2b
@@ -177,7 +177,10 @@ class ArchiveOperations:
         if path is None:  # an open file whose name was removed
             return self._unlinked(self._attrs(self.files.stat_handle(fh.fh)))
         name = _name(path)
-        st = self.files.stat(name)
+        return self._shown(name, self.files.stat(name))
+
+    def _shown(self, name: str, st) -> dict:
+        """getattr's answer for ``name`` whose stat is ``st``."""
         attrs = self._attrs(st, name)
         if st.is_dir:
             changed = self.files.dir_changed(name)
@@ -192,14 +195,14 @@ class ArchiveOperations:
     def lookup(self, path):
         """getattr of a name being looked up, or None where nothing has it.
         A missing name is the usual answer before a file is made (cp -r
-        looks up every name it creates): it then costs one exception, not
-        three, and is logged only where debug lines are kept (-v)."""
-        try:
-            return self.getattr.__wrapped__(self, path)
-        except FileNotFoundError as exc:
-            if log.isEnabledFor(logging.DEBUG):
-                log_failure("lookup", path, exc)
+        looks up every name it creates): it then costs no exception, and is
+        logged only where debug lines are kept (-v)."""
+        name = _name(path)
+        st = self.files.stat_or_none(name)
+        if st is None:
+            log.debug("lookup %s: no such file or directory", path)
             return None
+        return self._shown(name, st)
 
     @staticmethod
     def _unlinked(attrs: dict) -> dict:

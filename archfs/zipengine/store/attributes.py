@@ -65,6 +65,14 @@ class Attributes:
 
     def attrs(self, path: str) -> MemberAttrs:
         """``stat`` plus atime, ctime, link count and device number."""
+        found = self.attrs_or_none(path)
+        if found is None:
+            raise NoSuchFile("%s: no such file or directory" % path)
+        return found
+
+    def attrs_or_none(self, path: str) -> Optional[MemberAttrs]:
+        """``attrs``, or None for a missing name (the usual answer before a
+        file is made: no exception to build and unwind)."""
         t = self._table
         with self._meta:
             node, row = self._tree.lookup(path)
@@ -84,7 +92,7 @@ class Attributes:
                                        nlink, 0)
                 mtime = self._known_identity.mtime_ns
                 return MemberAttrs(DIR_MODE, 0, mtime, NO_OWNER, NO_OWNER, mtime, mtime, nlink, 0)
-        raise NoSuchFile("%s: no such file or directory" % path)
+        return None
 
     def _unix_for(self, path: str, owner: Optional[Tuple[int, int]],
                   atime_ns: Optional[int] = None, rdev: Optional[int] = None) -> UnixAttrs:
