@@ -465,15 +465,8 @@ class OpenFiles(Namespace):
 
     def stat(self, path: str) -> MemberStat:
         """What getattr shows: unsaved content first, else the archive."""
-        entry = self._live_entry(path)
-        if entry is not None:
-            shown = entry.stat()
-            if shown is not None:
-                return shown
-        st = self.archive.stat(path)
-        if entry is not None and entry.ctime_ns is not None:
-            st = st._replace(ctime_ns=max(entry.ctime_ns, st.ctime_ns or st.mtime_ns))
-        return st
+        st = self.stat_or_none(path)
+        return st if st is not None else self.archive.stat(path)   # raises the plugin's error
 
     def stat_or_none(self, path: str) -> Optional[MemberStat]:
         """``stat``, or None where nothing has the name."""

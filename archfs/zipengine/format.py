@@ -142,15 +142,6 @@ def parse_timestamp(data: bytes) -> Optional[int]:
     return None
 
 
-def build_timestamp(mtime_s: int, atime_s: Optional[int] = None) -> bytes:
-    """An extended timestamp block: mtime, and atime too when given (only a
-    local header may hold atime; Info-ZIP's unzip restores it from there)."""
-    if atime_s is None:
-        return build_extra(EXTRA_TIMESTAMP, bytes((1,)) + (mtime_s & MAX32).to_bytes(4, "little"))
-    return build_extra(EXTRA_TIMESTAMP, bytes((3,)) + (mtime_s & MAX32).to_bytes(4, "little")
-                       + (atime_s & MAX32).to_bytes(4, "little"))
-
-
 def parse_ntfs_mtime_ns(data: bytes) -> Optional[int]:
     """mtime in ns from an NTFS block (tag 1 holds mtime, atime, ctime)."""
     times = parse_ntfs_times_ns(data)
@@ -186,18 +177,6 @@ def clamp_ns(ns: int) -> int:
     return max(-MAX_NS, min(MAX_NS, ns))
 
 
-def build_ntfs(mtime_ns: int, atime_ns: Optional[int] = None) -> bytes:
-    """An NTFS block: mtime, atime (mtime when not given) and, in the slot
-    Windows reads as creation time, mtime again."""
-    t = _ntfs_ticks(mtime_ns)
-    a = t if atime_ns is None else _ntfs_ticks(atime_ns)
-    return build_extra(EXTRA_NTFS, bytes(4) + _EXTRA_HEADER.pack(1, 24) + t + a + t)
-
-
-def _ntfs_ticks(ns: int) -> bytes:
-    return _ticks(ns).to_bytes(8, "little")
-
-
 _NTFS_OFFSET_NS = _NTFS_EPOCH_OFFSET * 1_000_000_000
 _MAX64 = (1 << 64) - 1
 
@@ -206,14 +185,17 @@ def _ticks(ns: int) -> int:
     return max(0, min((ns + _NTFS_OFFSET_NS) // 100, _MAX64))
 
 
-# A timestamp block (mtime; atime too in a local header) then an NTFS block,
-# packed at once: every member archfs writes carries both, twice.
+# An extended timestamp block ("UT": flags, mtime, and atime in a local
+# header) then an NTFS block (reserved, tag 1 of 24 bytes: mtime, atime,
+# and mtime again where Windows reads the creation time), packed at once.
 _TIMES = struct.Struct("<HHBI" "HHIHHQQQ")
 _TIMES_ATIME = struct.Struct("<HHBII" "HHIHHQQQ")
 
 
 def build_times(mtime_ns: int, atime_ns: Optional[int], local: bool) -> bytes:
-    """``build_timestamp`` (atime only where ``local``) + ``build_ntfs``."""
+    """The time extras of a member: atime in the timestamp block only where
+    ``local`` (Info-ZIP's unzip restores it from a local header), in the
+    NTFS block always (mtime when not given)."""
     t = _ticks(mtime_ns)
     a = t if atime_ns is None else _ticks(atime_ns)
     mtime_s = (mtime_ns // 1_000_000_000) & MAX32

@@ -58,10 +58,6 @@ def _needed_version(method: int, zip64: bool) -> int:
     return max(version, fmt.VERSION_ZIP64) if zip64 else version
 
 
-def _time_extras(mtime_ns: int, atime_ns: Optional[int] = None, local: bool = False) -> bytes:
-    return fmt.build_times(mtime_ns, atime_ns, local)
-
-
 def _unix_extras(mode: Optional[int], mtime_ns: int, unix: UnixAttrs,
                  uid: int, gid: int) -> bytes:
     """The owner block, and for a device its number."""
@@ -97,7 +93,7 @@ def local_header(name: bytes, method: int, flags: int, mtime_ns: int, crc: int,
     possible header; ``dos`` keeps a member's stored MS-DOS time instead of
     deriving it; ``unix`` and ``mode`` give the unix attributes (see above)."""
     date, dtime = dos or fmt.ns_to_dos(mtime_ns)
-    extra = (_time_extras(mtime_ns, unix.atime_ns, local=True)
+    extra = (fmt.build_times(mtime_ns, unix.atime_ns, True)
              + _unix_extras(mode, mtime_ns, unix, unix.uid, unix.gid)) if times else b""
     if zip64:
         extra = fmt.build_zip64(usize, csize) + extra
@@ -314,7 +310,7 @@ def central_record(path: str, mode: int, flags: int, method: int, mtime_ns: int,
     if offset >= fmt.MAX32:
         big.append(offset)
         offset_f = fmt.MAX32
-    extra = (fmt.build_zip64(*big) if big else b"") + _time_extras(mtime_ns, unix.atime_ns)
+    extra = (fmt.build_zip64(*big) if big else b"") + fmt.build_times(mtime_ns, unix.atime_ns, False)
     extra += _unix_extras(mode, mtime_ns, unix, uid, gid)
     if len(extra) + len(kept_extras) <= MAX_EXTRA:
         extra += kept_extras

@@ -58,8 +58,8 @@ class DirectoryPlanning:
                         ahead.add(node.row)
                         holes.append((at, t.record_len[node.row]))
                 parent = parent.rpartition("/")[0]
-        front = sorted(set(dirs) | ahead, key=lambda r: (t.names[r].count("/"), t.names[r]))
-        in_front = set(front)
+        in_front = set(dirs) | ahead
+        front = sorted(in_front, key=lambda r: (t.names[r].count("/"), t.names[r]))
         back = sorted((r for r in rows if r not in in_front), key=t.offset.__getitem__)
         entries = []
         for group in (front, back):
