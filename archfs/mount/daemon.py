@@ -26,7 +26,7 @@ import time
 from typing import List, NamedTuple, Optional
 
 from archfs import exitcodes, sources, startup
-from archfs.engine import transports
+from archfs.engine import heap, transports
 from archfs.errors import ArchiveBusy
 from archfs.mount import fuselib, preflight, statefiles
 from archfs.mount.options import MountOptions, commit_interval, plugin_options
@@ -288,6 +288,7 @@ def serve(request: MountRequest, reporter: Reporter) -> int:
     # garbage among them. Collect nothing while loading, then move them out
     # of the collector's sight.
     gc.disable()
+    heap.keep_freed_memory()
     try:
         archive, read_only = _open_archive(request, reporter)
     except Exception as exc:
