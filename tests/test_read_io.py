@@ -5,10 +5,13 @@ being faulted in again for every chunk."""
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 
+import pytest
+
 from archfs.engine import fileaccess
-from archfs.zipengine import decodestream
+from archfs.zipengine import decodestream, prefetch
 from zip_builders import DEFLATED, Entry, open_store, pseudo_random, write_zip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,18 +49,23 @@ def test_long_member_asks_the_disk_ahead_of_its_decoder(tmp_path, monkeypatch):
     with store.open_member("big") as f:
         assert f.read() == data
     asks = [(a, b) for kind, a, b in events if kind == "ask"]
-    # asked in order, without gaps or overlaps, exactly the member's data
-    assert asks[0][0] == start and asks[-1][1] == end
-    assert all(a[1] == b[0] for a, b in zip(asks, asks[1:]))
+    # together exactly the member's data, without gaps (two threads may ask
+    # for the same range at once: overlaps are allowed)
+    asks.sort()
+    assert asks[0][0] == start and max(b for _, b in asks) == end
+    covered = start
+    for a, b in asks:
+        assert a <= covered, (a, covered)
+        covered = max(covered, b)
     # a few big hints, not one per read
     reads = [e for e in events if e[0] == "read" and start <= e[1] < end]
-    assert len(asks) <= 2 * (end - start) // decodestream.READ_AHEAD + 1 < len(reads) // 8
+    assert len(asks) <= 4 * (end - start) // decodestream.READ_AHEAD + 2 < len(reads) // 4
     # every read of the member's data was asked for before it was made, and
     # nothing was asked more than READ_AHEAD beyond the read that asked
     asked_to = start
     for kind, a, b in events:
         if kind == "ask":
-            asked_to = b
+            asked_to = max(asked_to, b)
         elif start <= a < end:
             assert b <= asked_to
     events.clear()
@@ -113,3 +121,36 @@ def test_decoding_reuses_freed_memory(tmp_path):
     out, faults = _decode_faults(path, "kept")
     assert out == len(data)
     assert faults < 16 * (len(data) >> 20), faults
+
+
+@pytest.mark.timeout(120)
+def test_readers_out_of_order_all_get_their_bytes(tmp_path, monkeypatch):
+    """The kernel sends a sequential reader's reads from several threads, a
+    little out of order: every read gets its bytes and none waits forever
+    for a wake-up the decoding thread skipped."""
+    data = pseudo_random(48 << 20, 13, alphabet=16)
+    path = write_zip(tmp_path / "p.zip", [Entry("big", data, DEFLATED)])
+    started = []
+    original = prefetch.Prefetcher.__init__
+
+    def counting(self, *args):
+        started.append(self)
+        original(self, *args)
+
+    monkeypatch.setattr(prefetch.Prefetcher, "__init__", counting)
+    store = open_store(path, False)
+    step = 1 << 20
+    offsets = list(range(0, len(data), step))
+    wrong = []
+    with store.open_member("big") as f:
+        def reader(mine):
+            for off in mine:
+                if f.pread(step, off) != data[off:off + step]:
+                    wrong.append(off)
+        threads = [threading.Thread(target=reader, args=(offsets[i::3],)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert wrong == []
+    assert started, "the reads never ran ahead on the decoding thread"

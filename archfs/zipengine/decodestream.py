@@ -74,6 +74,9 @@ class DecodeStream:
         self._read_ahead = (getattr(source, "read_ahead", None)
                             if self.end - self.comp_pos > 2 * INPUT_CHUNK else None)
         self._asked = self.comp_pos      # compressed data asked for up to here
+        # set when the thread that decodes is the critical one (a Prefetcher's):
+        # its readers then make the requests, ~1 ms per 4 MiB of pages to set up
+        self.asks_elsewhere = False
 
     def next_chunk(self, max_out: int) -> bytes:
         """Up to max_out more bytes; b"" once the member ended and checked out."""
@@ -95,8 +98,8 @@ class DecodeStream:
                     raise CorruptMemberError("%s: compressed data ends before the member does"
                                              % info.name)
                 n = min(INPUT_CHUNK, self.end - self.comp_pos)
-                if self._read_ahead is not None and self.comp_pos + READ_AHEAD // 2 >= self._asked:
-                    self._ask_ahead()
+                if not self.asks_elsewhere or self.comp_pos + n > self._asked:
+                    self.ask_ahead()      # (also where the readers fell behind)
                 data = self.source.pread(n, info.data_start + self.comp_pos)
                 if len(data) < n:
                     raise CorruptMemberError("%s: archive ends inside the member's data" % info.name)
@@ -120,11 +123,16 @@ class DecodeStream:
                 return out
         return b""
 
-    def _ask_ahead(self) -> None:
-        start = max(self.comp_pos, self._asked)
-        self._asked = min(self.end, self.comp_pos + READ_AHEAD)
-        if self._asked > start:
-            self._read_ahead(self.info.data_start + start, self._asked - start)
+    def ask_ahead(self) -> None:
+        """Ask for the compressed data up to READ_AHEAD past the decoder once
+        half of what was asked is used (from any thread)."""
+        pos = self.comp_pos
+        if self._read_ahead is None or pos + READ_AHEAD // 2 < self._asked:
+            return
+        start, asked = max(pos, self._asked), min(self.end, pos + READ_AHEAD)
+        if asked > start:
+            self._read_ahead(self.info.data_start + start, asked - start)
+        self._asked = max(self._asked, asked)   # after asking: the other thread may too
 
     def _offer_seek_point(self) -> None:
         index = self.seek_index

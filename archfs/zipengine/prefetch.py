@@ -72,9 +72,12 @@ class Prefetcher:
         self._usize = usize
         self._want = window.end          # furthest byte asked for
         self._done = stream.done
+        self._need: Optional[int] = None  # the least a waiting reader needs decoded
         self._error: Optional[BaseException] = None
         self._stop = False
         self._cond = threading.Condition()
+        stream.asks_elsewhere = True     # read() asks for its input (see DecodeStream)
+        stream.ask_ahead()
         self._thread = threading.Thread(target=self._run, name="archfs-prefetch", daemon=True)
         self._thread.start()
 
@@ -99,7 +102,12 @@ class Prefetcher:
                         window.trim_before(self._want - AHEAD - BEHIND)
                     if stream.done:
                         self._done = True
-                    cond.notify_all()
+                    # wake readers once what they wait for is there, not at
+                    # every chunk (a 1 MiB read spans two or three)
+                    need = self._need
+                    if need is not None and (window.end >= need or self._done or not chunk):
+                        self._need = None
+                        cond.notify_all()
                 if not chunk:
                     return
         except BaseException as exc:       # handed to the reader waiting for it
@@ -111,6 +119,7 @@ class Prefetcher:
 
     def read(self, offset: int, end: int) -> Optional[bytes]:
         """Bytes [offset, end), or None if ``offset`` is no longer kept."""
+        self._stream.ask_ahead()
         cond, window = self._cond, self._window
         with cond:
             if offset < window.start or self._stop:
@@ -122,6 +131,8 @@ class Prefetcher:
             while self._error is None and (window.end < end or (final and not self._done)):
                 if self._done and window.end < end:
                     break
+                if self._need is None or end < self._need:
+                    self._need = end
                 cond.wait()
             if self._error is not None:
                 raise self._error
