@@ -10,7 +10,9 @@ faults per MiB and ~500 MB/s, against 3 per MiB and ~730 MB/s with blocks
 up to ``MMAP_THRESHOLD`` served from the heap and up to ``TRIM_THRESHOLD``
 of free heap kept (setting them also ends glibc's own adjusting of them).
 What stays kept is bounded by the largest burst of live pieces (the readers'
-windows); the daemon's peak RSS on the bench's rows did not grow.
+windows): the daemon's peak RSS while reading the 1 GiB member went from
+~60 to 67-78 MB; on reading 100,000 small files and on mounting 1,000,000
+entries it did not grow.
 """
 
 import ctypes

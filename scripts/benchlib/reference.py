@@ -9,7 +9,7 @@
   reference swing between ~250 and ~430 MB/s on one machine within an hour
   (1.76 million page faults per three runs). It is measured with those
   blocks kept for reuse (``_keep_freed_memory``), as the archfs daemon
-  keeps them: 350-370 MB/s on the same machine, run after run.
+  keeps them: 350-440 MB/s over a day's runs on the same machine.
 - unzip -p to /dev/null: Info-ZIP's own inflate plus CRC and a pipe; shown
   for context only.
 - local disk: reading the stored archive from the local file system after
@@ -43,7 +43,10 @@ def raw_member_stream(archive: Path, member: str) -> bytes:
 
 
 def _keep_freed_memory() -> None:
-    """glibc: serve blocks up to 64 MiB from the heap and keep freed heap."""
+    """glibc: serve blocks up to 64 MiB from the heap and keep freed heap.
+    (What archfs.engine.heap does for the daemon; the harness imports
+    nothing of the code it measures, so a broken archfs cannot move the
+    reference.)"""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
